@@ -1,0 +1,87 @@
+"""sessionkv: an async session registry for multi-node agent servers, on pluggable
+key-value stores (memory, SQLite, Redis, etcd, and third-party plugins).
+
+Importing it needs no optional client library: a backend's library is imported when
+that backend is first used, and a missing one raises
+:class:`~sessionkv.MissingExtraError` naming the pip extra to install.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .backends.memory import InMemorySessionKVStore
+from .core import (
+    BackendError,
+    BackendInfo,
+    BackendSpec,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidKeyError,
+    InvalidTTLError,
+    MissingExtraError,
+    SessionInfo,
+    SessionKVError,
+    SessionKVStore,
+    SessionKVWarning,
+    SessionRegistry,
+    StoreClosedError,
+    StoreSemantics,
+    UnknownBackendError,
+    available_backends,
+    create_store,
+    hookimpl,
+)
+
+if TYPE_CHECKING:
+    from .backends.etcd import EtcdSessionKVStore
+    from .backends.redis import RedisSessionKVStore
+    from .backends.sqlite import SQLiteSessionKVStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "BackendInfo",
+    "BackendSpec",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "EtcdSessionKVStore",
+    "InMemorySessionKVStore",
+    "InvalidKeyError",
+    "InvalidTTLError",
+    "MissingExtraError",
+    "RedisSessionKVStore",
+    "SQLiteSessionKVStore",
+    "SessionInfo",
+    "SessionKVError",
+    "SessionKVStore",
+    "SessionKVWarning",
+    "SessionRegistry",
+    "StoreClosedError",
+    "StoreSemantics",
+    "UnknownBackendError",
+    "__version__",
+    "available_backends",
+    "create_store",
+    "hookimpl",
+]
+
+_LAZY_BACKENDS = ("SQLiteSessionKVStore", "RedisSessionKVStore", "EtcdSessionKVStore")
+
+
+def __getattr__(name: str) -> Any:
+    # Backend classes load on first touch, so `import sessionkv` stays free of clients.
+    if name in _LAZY_BACKENDS:
+        from . import backends
+
+        value = getattr(backends, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

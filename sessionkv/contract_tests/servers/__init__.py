@@ -1,0 +1,55 @@
+"""Real servers for tests: start the binary on a free loopback port with a temporary
+data directory, wait until it answers, kill it on exit.
+
+When a binary is missing, a test skips with a reason that says what to install, unless
+``SESSIONKV_REQUIRE_BACKENDS=1`` (CI), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+__all__ = ["backends_required", "free_port", "require_binary", "unavailable", "wait_until"]
+
+
+def backends_required() -> bool:
+    return os.environ.get("SESSIONKV_REQUIRE_BACKENDS", "") not in ("", "0")
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test (or fail it, when backends are required) with ``reason``."""
+    if backends_required():
+        pytest.fail(f"{reason} (SESSIONKV_REQUIRE_BACKENDS is set, so this fails)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_binary(name: str, install_hint: str) -> str:
+    """The path of executable ``name``, or skip/fail saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} not found on PATH; install it: {install_hint}")
+        raise AssertionError("unreachable")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(ready: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll ``ready`` until it is true; raise ``TimeoutError`` naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout} s")
+        time.sleep(0.02)

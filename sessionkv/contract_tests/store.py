@@ -1,0 +1,447 @@
+"""The store contract (SPEC.md), as a mixin any backend's test class inherits.
+
+Every clause is one or a few tests; timing checks read the store's declared
+:class:`~sessionkv.StoreSemantics` to know how long a key must live and when it must
+be gone, so coarse-TTL backends (whole-second leases) pass with honest declarations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+
+import pytest
+
+from ..core.errors import StoreClosedError
+from ..core.store import SessionKVStore
+from ..core.types import StoreSemantics
+from ._base import LONG_TTL, AdvanceTime, Clock, ContractFixtures, StoreFactory, wait_past
+
+__all__ = ["SPECIAL_KEYS", "StoreContractTests"]
+
+# Characters with a meaning in glob (Redis MATCH), SQL LIKE, regex and paths, control
+# characters, NUL, non-ASCII up to the highest code point, and a long key.
+SPECIAL_KEYS = [
+    "*",
+    "?",
+    "[",
+    "]",
+    "[a-z]",
+    "\\",
+    "a*b",
+    "a?b",
+    "%",
+    "_",
+    "a%b_c",
+    "'; DROP TABLE t;--",
+    ".*",
+    "^a$",
+    "(a|b)",
+    "x{1,2}",
+    "+",
+    "/",
+    "a/b",
+    "/a/",
+    "../up",
+    "a\\b",
+    "%2F",
+    " ",
+    "spaces in key",
+    "\t\n\r",
+    "\x00",
+    "nul\x00inside",
+    "\x7f",
+    "é",
+    "日本語",
+    "😀",
+    "\U0010ffff",
+    "a\U0010ffff",
+    "key:with:colons",
+    "#frag",
+    "?q=1&r=2",
+    "k" * 1000,
+]
+PREFIX_CHARS = "*?[]\\%_.^$+()|{}/:\x00é\U0010ffff"
+
+
+class StoreContractTests(ContractFixtures):
+    """Inherit this and define a ``store_factory`` fixture to prove a backend."""
+
+    # -- declaration ------------------------------------------------------------------
+
+    async def test_declares_semantics(self, store: SessionKVStore) -> None:
+        semantics = store.semantics
+        assert isinstance(semantics, StoreSemantics), (
+            "set SEMANTICS = StoreSemantics(...) on the store class"
+        )
+        if semantics.shared_across_hosts:
+            assert semantics.shared_across_processes, "shared across hosts implies processes"
+
+    # -- values and keys round-trip ---------------------------------------------------
+
+    async def test_set_then_get(self, store: SessionKVStore) -> None:
+        await store.set("k", b"v", LONG_TTL)
+        assert await store.get("k") == b"v"
+        assert await store.get("other") is None
+
+    @pytest.mark.parametrize(
+        "value",
+        [b"", b"\x00", b"\xff\xfe", bytes(range(256)), os.urandom(256 * 1024)],
+        ids=["empty", "nul", "invalid-utf8", "all-bytes", "256KiB"],
+    )
+    async def test_values_round_trip_exactly(self, store: SessionKVStore, value: bytes) -> None:
+        await store.set("k", value, LONG_TTL)
+        got = await store.get("k")
+        assert type(got) is bytes and got == value
+        assert await store.mget(["k"]) == [value]
+        assert await store.scan("k") == [("k", value)]
+
+    async def test_empty_value_is_present(self, store: SessionKVStore) -> None:
+        await store.set("empty", b"", LONG_TTL)
+        assert await store.get("empty") == b""
+        assert await store.keys("") == ["empty"]
+        await store.set("empty", b"now-set", LONG_TTL, only_if_exists=True)
+        assert await store.get("empty") == b"now-set"
+
+    async def test_bytes_like_values_are_stored_as_bytes(self, store: SessionKVStore) -> None:
+        await store.set("a", bytearray(b"ba"), LONG_TTL)  # type: ignore[arg-type]
+        await store.set("m", memoryview(b"mv"), LONG_TTL)  # type: ignore[arg-type]
+        assert await store.mget(["a", "m"]) == [b"ba", b"mv"]
+
+    async def test_special_keys_round_trip_exactly(self, store: SessionKVStore) -> None:
+        await store.mset([(key, key.encode("utf-8"), LONG_TTL) for key in SPECIAL_KEYS])
+        assert await store.mget(SPECIAL_KEYS) == [key.encode("utf-8") for key in SPECIAL_KEYS]
+        assert sorted(await store.keys("")) == sorted(SPECIAL_KEYS)
+        for key in SPECIAL_KEYS:
+            assert await store.get(key) == key.encode("utf-8"), key
+            assert await store.keys(key) == sorted(k for k in SPECIAL_KEYS if k.startswith(key))
+
+    # -- argument checking --------------------------------------------------------------
+
+    @pytest.mark.parametrize("key", [b"k", 1, None, ("k",)], ids=repr)
+    async def test_non_str_key_is_type_error(self, store: SessionKVStore, key: object) -> None:
+        with pytest.raises(TypeError):
+            await store.set(key, b"v", 1)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await store.get(key)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await store.mget([key])  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            await store.delete([key])  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            await store.expire(key, ttl=1)  # type: ignore[arg-type]
+
+    async def test_bad_types_are_type_errors(self, store: SessionKVStore) -> None:
+        for bad_call in (
+            store.set("k", "text", 1),  # type: ignore[arg-type]
+            store.set("k", None, 1),  # type: ignore[arg-type]
+            store.set("k", b"v", "1"),  # type: ignore[arg-type]
+            store.set("k", b"v", True),
+            store.set("k", b"v", None),  # type: ignore[arg-type]
+            store.mget("abc"),  # type: ignore[arg-type]
+            store.delete("abc"),  # type: ignore[arg-type]
+            store.keys(None),  # type: ignore[arg-type]
+            store.scan(b"p"),  # type: ignore[arg-type]
+            store.mset([("k", b"v")]),  # type: ignore[list-item]
+            store.mset("kvt"),  # type: ignore[arg-type]
+            store.expire("k", ttl="1"),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(TypeError):
+                await bad_call
+        assert await store.keys("") == []
+
+    @pytest.mark.parametrize("ttl", [0, -1, 0.0, -0.5, math.nan, math.inf, -math.inf], ids=repr)
+    async def test_ttl_must_be_finite_and_positive(self, store: SessionKVStore, ttl: float) -> None:
+        with pytest.raises(ValueError):
+            await store.set("k", b"v", ttl)
+        with pytest.raises(ValueError):
+            await store.mset([("k", b"v", ttl)])
+        with pytest.raises(ValueError):
+            await store.expire("k", ttl=ttl)
+        assert await store.get("k") is None
+
+    @pytest.mark.parametrize("key", ["", "\ud800", "a\udfffb"], ids=["empty", "surrogate", "inner"])
+    async def test_unstorable_key_is_value_error(self, store: SessionKVStore, key: str) -> None:
+        with pytest.raises(ValueError):
+            await store.set(key, b"v", 1)
+        with pytest.raises(ValueError):
+            await store.get(key)
+        with pytest.raises(ValueError):
+            await store.delete([key])
+
+    async def test_invalid_item_rejects_the_whole_batch(self, store: SessionKVStore) -> None:
+        with pytest.raises(ValueError):
+            await store.mset([("good", b"v", LONG_TTL), ("", b"v", LONG_TTL)])
+        with pytest.raises(TypeError):
+            await store.mset([("good", b"v", LONG_TTL), ("bad", "str", LONG_TTL)])  # type: ignore[list-item]
+        assert await store.get("good") is None
+
+    # -- set, only_if_exists, mset ------------------------------------------------------
+
+    async def test_set_overwrites(self, store: SessionKVStore) -> None:
+        await store.set("k", b"one", LONG_TTL)
+        await store.set("k", b"two", LONG_TTL)
+        assert await store.get("k") == b"two"
+        assert await store.keys("") == ["k"]
+
+    async def test_only_if_exists_never_creates(self, store: SessionKVStore) -> None:
+        await store.set("missing", b"v", LONG_TTL, only_if_exists=True)
+        assert await store.get("missing") is None
+        assert await store.keys("") == []
+
+    async def test_only_if_exists_writes_over_live_key(self, store: SessionKVStore) -> None:
+        await store.set("k", b"old", LONG_TTL)
+        await store.set("k", b"new", LONG_TTL, only_if_exists=True)
+        assert await store.get("k") == b"new"
+
+    async def test_only_if_exists_after_delete_does_not_create(self, store: SessionKVStore) -> None:
+        await store.set("k", b"v", LONG_TTL)
+        await store.delete(["k"])
+        await store.set("k", b"again", LONG_TTL, only_if_exists=True)
+        assert await store.get("k") is None
+
+    async def test_mset_writes_every_item(self, store: SessionKVStore) -> None:
+        items = [(f"k{i}", f"v{i}".encode(), LONG_TTL) for i in range(50)]
+        await store.mset(items)
+        assert await store.mget([k for k, _, _ in items]) == [v for _, v, _ in items]
+
+    async def test_mset_later_item_wins(self, store: SessionKVStore) -> None:
+        await store.mset([("k", b"first", LONG_TTL), ("k", b"second", LONG_TTL)])
+        assert await store.get("k") == b"second"
+
+    async def test_empty_batches_are_no_ops(self, store: SessionKVStore) -> None:
+        await store.mset([])
+        assert await store.mget([]) == []
+        await store.delete([])
+        await store.expire(ttl=1)
+        assert await store.keys("") == []
+
+    # -- get, mget ---------------------------------------------------------------------
+
+    async def test_mget_keeps_input_order_and_duplicates(self, store: SessionKVStore) -> None:
+        await store.mset([("a", b"1", LONG_TTL), ("b", b"2", LONG_TTL)])
+        assert await store.mget(["b", "missing", "a", "b"]) == [b"2", None, b"1", b"2"]
+
+    async def test_concurrent_writes_all_land(self, store: SessionKVStore) -> None:
+        await asyncio.gather(*(store.set(f"c{i}", b"%d" % i, LONG_TTL) for i in range(200)))
+        assert await store.mget([f"c{i}" for i in range(200)]) == [b"%d" % i for i in range(200)]
+
+    # -- keys(prefix), scan -------------------------------------------------------------
+
+    async def test_keys_prefix_is_literal(self, store: SessionKVStore) -> None:
+        keys = [f"p{c}" for c in PREFIX_CHARS] + [f"p{c}tail" for c in PREFIX_CHARS]
+        keys += ["p", "pa", "pZ", "q", "P", "p\U0010ffff\U0010ffff"]
+        await store.mset([(key, b"", LONG_TTL) for key in keys])
+        for prefix in ["p", "pa", "q", "nothing", *(f"p{c}" for c in PREFIX_CHARS)]:
+            expected = sorted(k for k in keys if k.startswith(prefix))
+            assert sorted(await store.keys(prefix)) == expected, prefix
+
+    async def test_keys_empty_prefix_lists_everything(self, store: SessionKVStore) -> None:
+        keys = [f"key-{i:03d}" for i in range(300)]
+        await store.mset([(key, b"x", LONG_TTL) for key in keys])
+        found = await store.keys("")
+        assert len(found) == len(set(found)) == 300
+        assert sorted(found) == keys
+
+    async def test_keys_prefix_equal_to_a_key_includes_it(self, store: SessionKVStore) -> None:
+        await store.mset([("ab", b"", LONG_TTL), ("abc", b"", LONG_TTL), ("a", b"", LONG_TTL)])
+        assert sorted(await store.keys("ab")) == ["ab", "abc"]
+        assert await store.keys("abcd") == []
+
+    async def test_keys_after_highest_code_point(self, store: SessionKVStore) -> None:
+        top = "\U0010ffff"
+        keys = [f"a{top}", f"a{top}{top}", f"a{top}b", "b", "az"]
+        await store.mset([(key, b"", LONG_TTL) for key in keys])
+        assert sorted(await store.keys(f"a{top}")) == sorted(
+            k for k in keys if k.startswith(f"a{top}")
+        )
+        assert sorted(await store.keys("a")) == sorted(k for k in keys if k.startswith("a"))
+
+    async def test_scan_matches_keys_and_mget(self, store: SessionKVStore) -> None:
+        await store.mset(
+            [(f"s/{i}", b"%d" % i, LONG_TTL) for i in range(20)] + [("t", b"", LONG_TTL)]
+        )
+        found = await store.scan("s/")
+        assert sorted(found) == sorted((f"s/{i}", b"%d" % i) for i in range(20))
+
+    async def test_deleted_keys_are_not_listed(self, store: SessionKVStore) -> None:
+        await store.mset([("a1", b"", LONG_TTL), ("a2", b"", LONG_TTL)])
+        await store.delete(["a1"])
+        assert await store.keys("a") == ["a2"]
+        assert await store.scan("a") == [("a2", b"")]
+
+    # -- delete ---------------------------------------------------------------------------
+
+    async def test_delete_ignores_missing_keys(self, store: SessionKVStore) -> None:
+        await store.mset([("a", b"", LONG_TTL), ("b", b"", LONG_TTL)])
+        await store.delete(["a", "missing", "a"])
+        assert await store.mget(["a", "b"]) == [None, b""]
+
+    # -- TTL ------------------------------------------------------------------------------
+
+    async def test_key_lives_for_its_ttl_then_is_gone(
+        self,
+        store: SessionKVStore,
+        short_ttl: float,
+        semantics: StoreSemantics,
+        clock: Clock,
+        advance_time: AdvanceTime,
+    ) -> None:
+        started = clock()
+        await store.set("k", b"v", short_ttl)
+        await store.mset([("m", b"w", short_ttl)])
+        written = clock()
+        reads = 0
+        while True:  # each read that starts within the TTL must see the value
+            now = clock()
+            if now - started >= short_ttl * 0.9:
+                break
+            assert await store.mget(["k", "m"]) == [b"v", b"w"], f"gone after {now - started:.3f}s"
+            reads += 1
+            await advance_time(short_ttl / 6)
+        assert reads > 0, "the machine stalled for the whole TTL; no read was made in time"
+        await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
+        assert await store.get("k") is None
+        assert await store.mget(["k", "m"]) == [None, None]
+        assert await store.keys("") == []
+        assert await store.scan("") == []
+
+    async def test_upsert_replaces_the_ttl(
+        self,
+        store: SessionKVStore,
+        short_ttl: float,
+        semantics: StoreSemantics,
+        clock: Clock,
+        advance_time: AdvanceTime,
+    ) -> None:
+        await store.set("shortened", b"", LONG_TTL)
+        await store.set("lengthened", b"", short_ttl)
+        await store.set("rewritten", b"", LONG_TTL)
+        await store.mset([("shortened", b"s", short_ttl), ("lengthened", b"l", LONG_TTL)])
+        await store.set("rewritten", b"r", short_ttl, only_if_exists=True)
+        written = clock()
+        await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
+        assert await store.mget(["shortened", "lengthened", "rewritten"]) == [None, b"l", None]
+
+    async def test_expired_key_is_not_rewritten_by_only_if_exists(
+        self,
+        store: SessionKVStore,
+        short_ttl: float,
+        semantics: StoreSemantics,
+        clock: Clock,
+        advance_time: AdvanceTime,
+    ) -> None:
+        await store.set("k", b"v", short_ttl)
+        await wait_past(clock, advance_time, clock(), semantics.max_lifetime(short_ttl))
+        await store.set("k", b"again", LONG_TTL, only_if_exists=True)
+        assert await store.get("k") is None
+        assert await store.keys("") == []
+
+    async def test_expire_refreshes_live_keys_only(
+        self,
+        store: SessionKVStore,
+        short_ttl: float,
+        semantics: StoreSemantics,
+        clock: Clock,
+        advance_time: AdvanceTime,
+    ) -> None:
+        await store.mset([("kept", b"value", short_ttl), ("dropped", b"x", short_ttl)])
+        written = clock()
+        await store.expire("kept", "never-set", ttl=LONG_TTL)
+        await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
+        assert await store.mget(["kept", "dropped", "never-set"]) == [b"value", None, None]
+        await store.expire("dropped", "never-set", ttl=LONG_TTL)  # no resurrection
+        assert await store.mget(["dropped", "never-set"]) == [None, None]
+        assert await store.keys("") == ["kept"]
+
+    async def test_expire_can_shorten(
+        self,
+        store: SessionKVStore,
+        short_ttl: float,
+        semantics: StoreSemantics,
+        clock: Clock,
+        advance_time: AdvanceTime,
+    ) -> None:
+        await store.set("k", b"v", LONG_TTL)
+        await store.expire("k", ttl=short_ttl)
+        written = clock()
+        assert await store.get("k") == b"v"
+        await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
+        assert await store.get("k") is None
+
+    async def test_expire_after_delete_does_not_resurrect(self, store: SessionKVStore) -> None:
+        await store.set("k", b"v", LONG_TTL)
+        await store.delete(["k"])
+        await store.expire("k", ttl=LONG_TTL)
+        assert await store.get("k") is None
+
+    # -- namespaces -----------------------------------------------------------------------
+
+    async def test_namespaces_are_isolated(
+        self, store: SessionKVStore, store_factory: StoreFactory, namespace: str
+    ) -> None:
+        others = [store_factory(namespace + suffix) for suffix in ("-b", "/x", "*", "%")]
+        try:
+            await store.set("shared-name", b"mine", LONG_TTL)
+            for i, other in enumerate(others):
+                await other.set("shared-name", b"other%d" % i, LONG_TTL)
+                await other.set("only-there", b"", LONG_TTL)
+            assert await store.keys("") == ["shared-name"]
+            assert await store.get("shared-name") == b"mine"
+            for i, other in enumerate(others):
+                assert sorted(await other.keys("")) == ["only-there", "shared-name"]
+                assert await other.get("shared-name") == b"other%d" % i
+            await others[0].delete(["shared-name"])
+            assert await store.get("shared-name") == b"mine"
+        finally:
+            for other in others:
+                keys = await other.keys("")
+                await other.delete(keys)
+                await other.close()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def test_start_and_close_are_idempotent(self, store: SessionKVStore) -> None:
+        await store.start()
+        await store.set("k", b"v", LONG_TTL)
+        assert await store.get("k") == b"v"
+        await store.close()
+        await store.close()
+        assert store.closed
+
+    async def test_closed_store_raises(self, store: SessionKVStore) -> None:
+        await store.close()
+        for call in (
+            store.set("k", b"v", 1),
+            store.mset([("k", b"v", 1)]),
+            store.get("k"),
+            store.mget(["k"]),
+            store.keys(""),
+            store.scan(""),
+            store.delete(["k"]),
+            store.expire("k", ttl=1),
+            store.start(),
+        ):
+            with pytest.raises(StoreClosedError):
+                await call
+
+    async def test_first_operation_starts_the_store(
+        self, store_factory: StoreFactory, namespace: str
+    ) -> None:
+        store = store_factory(namespace + "-lazy")
+        try:
+            await store.set("k", b"v", LONG_TTL)
+            assert await store.get("k") == b"v"
+            await store.delete(["k"])
+        finally:
+            await store.close()
+
+    async def test_async_with_opens_and_closes(
+        self, store_factory: StoreFactory, namespace: str
+    ) -> None:
+        async with store_factory(namespace + "-ctx") as store:
+            await store.set("k", b"v", LONG_TTL)
+            assert await store.get("k") == b"v"
+            await store.delete(["k"])
+        assert store.closed

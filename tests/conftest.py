@@ -1,0 +1,1 @@
+pytest_plugins = ["sessionkv.contract_tests.pytest_plugin"]
