@@ -73,8 +73,7 @@ class SessionInfo:
         missing = [name for name in _REQUIRED if name not in data]
         if missing:
             raise TypeError(f"SessionInfo.from_dict: missing required key(s) {missing}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,3 +84,6 @@ class SessionInfo:
             "metrics_updated_at": self.metrics_updated_at,
             "metrics": dict(self.metrics),
         }
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(SessionInfo))

@@ -115,7 +115,10 @@ def parse_store_url(url: str) -> StoreURL:
     """Split a store URL into scheme, credentials, hosts, path and query options."""
     scheme = url_scheme(url)
     redacted = redact_url(url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot parse {redacted!r}: {exc}") from None
     netloc = parts.netloc
     username = password = None
     hostlist = netloc
