@@ -29,6 +29,7 @@ import pluggy
 
 from .errors import ConfigurationError, MissingExtraError, SessionKVWarning, UnknownBackendError
 from .store import SessionKVStore
+from .types import StoreSemantics
 from .urls import redact_url, url_scheme
 
 __all__ = [
@@ -60,6 +61,8 @@ class BackendSpec:
     ``factory`` is ``"module:StoreClass"``, imported only when a store is created;
     ``requires`` are the client libraries' top-level module names, probed without
     importing them; ``extra`` is the pip extra of ``package`` that installs them.
+    ``semantics``, optional, repeats the store's declaration so tools (``sessionkv
+    backends``, the README table) can show it without importing the store.
     """
 
     name: str
@@ -69,6 +72,7 @@ class BackendSpec:
     extra: str | None = None
     package: str = "sessionkv"
     description: str = ""
+    semantics: StoreSemantics | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -77,6 +81,8 @@ class BackendSpec:
             raise ValueError(f"BackendSpec {self.name!r}: schemes must be a non-empty tuple")
         if ":" not in self.factory:
             raise ValueError(f"BackendSpec {self.name!r}: factory must be 'module:attribute'")
+        if self.semantics is not None and not isinstance(self.semantics, StoreSemantics):
+            raise ValueError(f"BackendSpec {self.name!r}: semantics must be a StoreSemantics")
         object.__setattr__(self, "schemes", tuple(s.lower() for s in self.schemes))
         object.__setattr__(self, "requires", tuple(self.requires))
 
@@ -109,6 +115,8 @@ class BackendInfo:
     error: str | None = None
     shadowed_schemes: tuple[str, ...] = ()
     """Schemes this backend claims but another backend, loaded first, serves."""
+    semantics: StoreSemantics | None = None
+    """The semantics the plugin declared with the backend, if it did."""
 
 
 @dataclass
@@ -226,6 +234,7 @@ def available_backends() -> list[BackendInfo]:
             requirement=spec.requirement,
             description=spec.description,
             shadowed_schemes=tuple(s for s in spec.schemes if found.by_scheme[s][0] is not spec),
+            semantics=spec.semantics,
         )
         for spec, plugin in found.backends
     ]
