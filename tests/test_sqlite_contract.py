@@ -1,0 +1,29 @@
+"""The SQLite backend against the shared contract suites: a file shared by two
+connections (as two processes would share it), and a private in-memory database."""
+
+import pytest
+
+from sessionkv import SQLiteSessionKVStore
+from sessionkv.contract_tests import ManualClock, RegistryContractTests, StoreContractTests
+
+pytestmark = pytest.mark.sqlite
+
+
+class TestSQLiteFileStore(StoreContractTests, RegistryContractTests):
+    @pytest.fixture
+    def store_factory(self, tmp_path):
+        return lambda namespace: SQLiteSessionKVStore(tmp_path / "kv.db", namespace=namespace)
+
+
+class TestSQLiteInMemoryStore(StoreContractTests, RegistryContractTests):
+    @pytest.fixture
+    def clock(self):
+        return ManualClock()
+
+    @pytest.fixture
+    def advance_time(self, clock):
+        return clock.sleep
+
+    @pytest.fixture
+    def store_factory(self, clock):
+        return lambda namespace: SQLiteSessionKVStore(":memory:", namespace=namespace, clock=clock)
