@@ -1,6 +1,6 @@
 import pytest
-
 from sessionkv.contract_tests import RegistryContractTests, StoreContractTests
+
 from sessionkv_example import JSONFileSessionKVStore
 
 

@@ -86,6 +86,7 @@ class JSONFileSessionKVStore(SessionKVStore):
                 for ns_entries in data.values():
                     for key in [k for k, (_, exp) in ns_entries.items() if exp <= now]:
                         del ns_entries[key]
+                data = {ns: ns_entries for ns, ns_entries in data.items() if ns_entries}
                 tmp = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
                 tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
                 os.replace(tmp, self._path)
