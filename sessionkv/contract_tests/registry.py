@@ -81,7 +81,11 @@ class RegistryContractTests(ContractFixtures):
         a, b = nodes
         await a.register("call", "sess")
         info = await b.get("call", "sess")
-        assert isinstance(info, SessionInfo)
+        assert isinstance(info, SessionInfo), (
+            "a session registered through one store must be visible through another store "
+            "made by store_factory with the same namespace, when the store declares "
+            "shared_across_processes=True (declare False if it is not shared)"
+        )
         assert (info.call_id, info.session_id, info.node_id) == ("call", "sess", "node-a")
         assert info.metrics == {} and info.metrics_updated_at is None
         assert await b.get("call", "other") is None
@@ -111,7 +115,10 @@ class RegistryContractTests(ContractFixtures):
                 await a.register(call_id, session_id)
         for call_id in TRICKY_IDS:
             found = await b.get_for_call(call_id)
-            assert sorted(i.session_id for i in found) == sorted(TRICKY_IDS[:6]), call_id
+            assert sorted(i.session_id for i in found) == sorted(TRICKY_IDS[:6]), (
+                f"get_for_call({call_id!r}) is one keys/scan of a literal prefix: sessions of "
+                "other calls leak in when the store matches the prefix as a pattern"
+            )
             assert {i.call_id for i in found} == {call_id}
         # ("a", "b/c") and ("a/b", "c") must be two sessions.
         await a.register("x", "y/z")

@@ -99,7 +99,10 @@ class StoreContractTests(ContractFixtures):
 
     async def test_empty_value_is_present(self, store: SessionKVStore) -> None:
         await store.set("empty", b"", LONG_TTL)
-        assert await store.get("empty") == b""
+        assert await store.get("empty") == b"", (
+            'an empty value b"" is a present value: get() must return b"", not None '
+            "(test `is None`, not falsiness, when you decode what the server returns)"
+        )
         assert await store.keys("") == ["empty"]
         await store.set("empty", b"now-set", LONG_TTL, only_if_exists=True)
         assert await store.get("empty") == b"now-set"
@@ -111,8 +114,14 @@ class StoreContractTests(ContractFixtures):
 
     async def test_special_keys_round_trip_exactly(self, store: SessionKVStore) -> None:
         await store.mset([(key, key.encode("utf-8"), LONG_TTL) for key in SPECIAL_KEYS])
-        assert await store.mget(SPECIAL_KEYS) == [key.encode("utf-8") for key in SPECIAL_KEYS]
-        assert sorted(await store.keys("")) == sorted(SPECIAL_KEYS)
+        assert await store.mget(SPECIAL_KEYS) == [key.encode("utf-8") for key in SPECIAL_KEYS], (
+            "every key must be stored and read back exactly, whatever characters it holds "
+            "(glob, LIKE, regex and path characters, NUL, non-ASCII): encode keys "
+            "losslessly (UTF-8 bytes), never pattern-match or normalise them"
+        )
+        assert sorted(await store.keys("")) == sorted(SPECIAL_KEYS), (
+            'keys("") must list every key of the namespace exactly as it was written'
+        )
         for key in SPECIAL_KEYS:
             assert await store.get(key) == key.encode("utf-8"), key
             assert await store.keys(key) == sorted(k for k in SPECIAL_KEYS if k.startswith(key))
@@ -187,7 +196,10 @@ class StoreContractTests(ContractFixtures):
 
     async def test_only_if_exists_never_creates(self, store: SessionKVStore) -> None:
         await store.set("missing", b"v", LONG_TTL, only_if_exists=True)
-        assert await store.get("missing") is None
+        assert await store.get("missing") is None, (
+            "set(..., only_if_exists=True) must never create a key: write only when a "
+            "live key exists (e.g. Redis SET XX, SQL UPDATE ... WHERE not expired)"
+        )
         assert await store.keys("") == []
 
     async def test_only_if_exists_writes_over_live_key(self, store: SessionKVStore) -> None:
@@ -235,7 +247,12 @@ class StoreContractTests(ContractFixtures):
         await store.mset([(key, b"", LONG_TTL) for key in keys])
         for prefix in ["p", "pa", "q", "nothing", *(f"p{c}" for c in PREFIX_CHARS)]:
             expected = sorted(k for k in keys if k.startswith(prefix))
-            assert sorted(await store.keys(prefix)) == expected, prefix
+            assert sorted(await store.keys(prefix)) == expected, (
+                f"keys({prefix!r}) must return exactly the keys that start with {prefix!r} "
+                "as a literal string: if your backend matches with glob (Redis MATCH), SQL "
+                "LIKE or a regex, escape * ? [ ] \\ % _ in the prefix, or use a range "
+                "query [prefix, next prefix) and filter with str.startswith"
+            )
 
     async def test_keys_empty_prefix_lists_everything(self, store: SessionKVStore) -> None:
         keys = [f"key-{i:03d}" for i in range(300)]
@@ -302,10 +319,16 @@ class StoreContractTests(ContractFixtures):
             await advance_time(short_ttl / 6)
         assert reads > 0, "the machine stalled for the whole TTL; no read was made in time"
         await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
-        assert await store.get("k") is None
-        assert await store.mget(["k", "m"]) == [None, None]
-        assert await store.keys("") == []
-        assert await store.scan("") == []
+        late = (
+            f"a key written with ttl={short_ttl:g} s must be gone after "
+            f"{semantics.max_lifetime(short_ttl):g} s (effective TTL + declared expiry_lag "
+            f"{semantics.expiry_lag:g} s): filter expired entries on every read, or declare "
+            "the expiry lag, TTL resolution or minimum TTL your backend really has"
+        )
+        assert await store.get("k") is None, late
+        assert await store.mget(["k", "m"]) == [None, None], late
+        assert await store.keys("") == [], "keys() must not list expired keys; " + late
+        assert await store.scan("") == [], "scan() must not return expired keys; " + late
 
     async def test_upsert_replaces_the_ttl(
         self,
@@ -350,9 +373,15 @@ class StoreContractTests(ContractFixtures):
         written = clock()
         await store.expire("kept", "never-set", ttl=LONG_TTL)
         await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
-        assert await store.mget(["kept", "dropped", "never-set"]) == [b"value", None, None]
+        assert await store.mget(["kept", "dropped", "never-set"]) == [b"value", None, None], (
+            "expire() must give live keys the new TTL (keeping their values) and leave "
+            "missing or expired keys alone"
+        )
         await store.expire("dropped", "never-set", ttl=LONG_TTL)  # no resurrection
-        assert await store.mget(["dropped", "never-set"]) == [None, None]
+        assert await store.mget(["dropped", "never-set"]) == [None, None], (
+            "expire() must never resurrect an expired or missing key: check the key is "
+            "live in the same atomic step that sets its new expiry"
+        )
         assert await store.keys("") == ["kept"]
 
     async def test_expire_can_shorten(
@@ -387,8 +416,12 @@ class StoreContractTests(ContractFixtures):
             for i, other in enumerate(others):
                 await other.set("shared-name", b"other%d" % i, LONG_TTL)
                 await other.set("only-there", b"", LONG_TTL)
-            assert await store.keys("") == ["shared-name"]
-            assert await store.get("shared-name") == b"mine"
+            assert await store.keys("") == ["shared-name"], (
+                f"namespace {namespace!r} sees keys of namespaces {namespace!r} + "
+                "'-b', '/x', '*' or '%': escape the namespace so none is a prefix or "
+                "pattern of another (e.g. encode it and add a separator it cannot contain)"
+            )
+            assert await store.get("shared-name") == b"mine", "namespaces must not share keys"
             for i, other in enumerate(others):
                 assert sorted(await other.keys("")) == ["only-there", "shared-name"]
                 assert await other.get("shared-name") == b"other%d" % i
