@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from .servers.etcd import etcd_cluster, etcd_server  # noqa: F401 - fixtures
+
 MARKERS = {
     "contract": "a test of the sessionkv store or registry contract",
     "memory": "uses the in-memory backend",
