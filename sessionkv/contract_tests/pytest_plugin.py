@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from .servers.etcd import etcd_cluster, etcd_server  # noqa: F401 - fixtures
+from .servers.redis import redis_server, redis_tls_server  # noqa: F401 - fixtures
 
 MARKERS = {
     "contract": "a test of the sessionkv store or registry contract",

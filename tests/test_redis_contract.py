@@ -1,0 +1,15 @@
+"""The Redis backend against the shared contract suites, on a real redis-server: two
+stores of one namespace are two connections, as two nodes would have."""
+
+import pytest
+
+from sessionkv import RedisSessionKVStore
+from sessionkv.contract_tests import RegistryContractTests, StoreContractTests
+
+pytestmark = pytest.mark.redis
+
+
+class TestRedisStore(StoreContractTests, RegistryContractTests):
+    @pytest.fixture
+    def store_factory(self, redis_server):
+        return lambda namespace: RedisSessionKVStore(url=redis_server.url, namespace=namespace)
