@@ -151,13 +151,17 @@ def op_size(op: dict[str, Any]) -> int:
     return len(put["key"]) + len(put.get("value", "")) + 64
 
 
-def chunks(ops: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Split ``ops`` into transactions within etcd's operation and size limits."""
+def chunks(
+    ops: Sequence[dict[str, Any]], limit: int = MAX_TXN_OPS
+) -> Iterator[list[dict[str, Any]]]:
+    """Split ``ops`` into transactions of at most ``limit`` operations and etcd's size
+    limit. For nested transactions etcd allows only ``MAX_TXN_OPS`` minus the outer
+    count to each inner one, so guarded writes go ``MAX_TXN_OPS // 2`` at a time."""
     batch: list[dict[str, Any]] = []
     size = 0
     for op in ops:
         cost = op_size(op)
-        if batch and (len(batch) == MAX_TXN_OPS or size + cost > MAX_TXN_BYTES):
+        if batch and (len(batch) == limit or size + cost > MAX_TXN_BYTES):
             yield batch
             batch, size = [], 0
         batch.append(op)

@@ -155,6 +155,11 @@ class EtcdSessionKVStore(SessionKVStore):
         """The members' ``host:port`` list (no credentials)."""
         return self._transport.endpoints
 
+    @property
+    def active_endpoint(self) -> str:
+        """The member calls go to now (``host:port``); it changes on failover."""
+        return self._transport.active_endpoint
+
     def __repr__(self) -> str:
         return (
             f"EtcdSessionKVStore(endpoints={self._transport.endpoints!r}, "
@@ -209,9 +214,11 @@ class EtcdSessionKVStore(SessionKVStore):
             raise next(exc for exc in got if isinstance(exc, BaseException))
         return leases
 
-    async def _each_txn(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _each_txn(
+        self, ops: list[dict[str, Any]], limit: int = codec.MAX_TXN_OPS
+    ) -> list[dict[str, Any]]:
         """Run ``ops`` as transactions within etcd's limits, concurrently."""
-        bodies = [codec.txn(batch) for batch in codec.chunks(ops)]
+        bodies = [codec.txn(batch) for batch in codec.chunks(ops, limit)]
         if len(bodies) == 1:
             return [await self._txn(bodies[0])]
         return list(await asyncio.gather(*(self._txn(body) for body in bodies)))
@@ -297,13 +304,14 @@ class EtcdSessionKVStore(SessionKVStore):
 
     async def _expire(self, keys: list[str], ttl: float) -> None:
         # Each key moves to a fresh lease with its value kept (ignore_value), guarded by
-        # its own existence check in a nested transaction: one round trip per 128 keys,
-        # and a key deleted or expired meanwhile is never re-created.
+        # its own existence check in a nested transaction: one round trip per 64 keys,
+        # and a key deleted or expired meanwhile is never re-created. Inner transactions
+        # count against etcd's operation limit, hence half-size batches.
         wires = [self._codec.encode(key) for key in dict.fromkeys(keys)]
 
         async def write(lease: str) -> None:
             ops = [codec.guarded(codec.put_op(wire, None, lease), wire) for wire in wires]
-            await self._each_txn(ops)
+            await self._each_txn(ops, codec.MAX_TXN_OPS // 2)
 
         await self._with_lease(ttl, write)
 
