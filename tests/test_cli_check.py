@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sessionkv import create_store
+from sessionkv.contract_tests.servers import require_binary
 
 pytestmark = pytest.mark.sqlite
 
@@ -122,3 +123,20 @@ def test_unreachable_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_unknown_scheme_exit_2(tmp_path: Path) -> None:
     result = run_check("nosuch://", cwd=tmp_path)
     assert result.returncode == 2 and "no backend serves 'nosuch://'" in result.stderr
+
+
+@pytest.mark.etcd
+@pytest.mark.slow  # the whole suite on real leases: ~30 s
+def test_check_passes_on_etcd(etcd_server, tmp_path: Path) -> None:
+    result = run_check(etcd_server.url, cwd=tmp_path)
+    assert_check_passed(result, etcd_server.url)
+
+    # The backend keeps namespace <ns> under the etcd prefix sessionkv/<ns>/.
+    etcdctl = require_binary("etcdctl", "apt-get install etcd-client")
+    leftovers = subprocess.run(
+        [etcdctl, f"--endpoints={etcd_server.endpoint}", "get", "--prefix", "--keys-only",
+         "sessionkv/sessionkv-check-"],
+        env={**os.environ, "ETCDCTL_API": "3"}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert leftovers.returncode == 0, leftovers.stderr
+    assert leftovers.stdout.strip() == ""
