@@ -1,0 +1,269 @@
+"""Registry operations on the etcd store vs hand-built JSON-gateway requests doing the
+same etcd work, in the same run against the same member.
+
+Target (etcd issue): every registry operation within 1.5x of the hand-built requests
+(``ratio`` column: store time / raw time). The raw side is the floor a client can reach
+over the gateway: one aiohttp session, bodies built with ``json.dumps`` and base64 by
+hand, one pre-granted lease, the same SessionInfo JSON. For reference the last rows time
+etcd3-py's model layer (``AioClient.range``) on the two reads the issue measured.
+
+Run: ``python benchmarks/bench_etcd.py`` (starts a private etcd on loopback with its
+data in /dev/shm; ``--endpoint host:port`` uses a running one; ``--repeat``, ``--sessions``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from sessionkv import EtcdSessionKVStore, SessionRegistry
+from sessionkv.core.registry import escape_segment
+
+Op = Callable[[], Awaitable[Any]]
+TTL = 60
+BIG_CALL = 100
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class RawGateway:
+    """The same work as the registry, as plain gateway requests."""
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint: str, namespace: str) -> None:
+        self.session = session
+        self.base = f"http://{endpoint}/v3"
+        self.prefix = f"sessionkv/{escape_segment(namespace)}/".encode()
+        self.lease = "0"
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self.session.post(self.base + path, data=json.dumps(body)) as resp:
+            answer: dict[str, Any] = json.loads(await resp.read())
+            return answer
+
+    def key(self, kind: str, call: str, session: str) -> str:
+        return b64(self.prefix + f"{kind}/{call}/{session}".encode())
+
+    async def grant(self) -> None:
+        self.lease = (await self.post("/lease/grant", {"TTL": TTL + 1}))["ID"]
+
+    def info(self, call: str, session: str, metrics: dict[str, Any] | None = None) -> bytes:
+        record = {
+            "session_id": session,
+            "call_id": call,
+            "node_id": "raw",
+            "started_at": time.time(),
+            "metrics_updated_at": None if metrics is None else time.time(),
+            "metrics": metrics or {},
+        }
+        return json.dumps(record, separators=(",", ":")).encode()
+
+    async def register(self, call: str, session: str) -> None:
+        value = b64(self.info(call, session))
+        await self.post(
+            "/kv/put", {"key": self.key("s", call, session), "value": value, "lease": self.lease}
+        )
+
+    async def get(self, call: str, session: str) -> dict[str, Any] | None:
+        answer = await self.post("/kv/range", {"key": self.key("s", call, session)})
+        kvs = answer.get("kvs")
+        if not kvs:
+            return None
+        record: dict[str, Any] = json.loads(base64.b64decode(kvs[0].get("value", "")))
+        return record
+
+    async def get_for_call(self, call: str) -> list[dict[str, Any]]:
+        start = self.prefix + f"s/{call}/".encode()
+        end = start[:-1] + bytes([start[-1] + 1])
+        answer = await self.post("/kv/range", {"key": b64(start), "range_end": b64(end)})
+        return [json.loads(base64.b64decode(kv["value"])) for kv in answer.get("kvs", [])]
+
+    async def update_metrics(self, call: str, session: str, metrics: dict[str, Any]) -> None:
+        if await self.get(call, session) is None:
+            return
+        key = self.key("s", call, session)
+        put = {"key": key, "value": b64(self.info(call, session, metrics)), "lease": self.lease}
+        compare = {"key": key, "target": "VERSION", "result": "GREATER", "version": 0}
+        await self.post("/kv/txn", {"compare": [compare], "success": [{"request_put": put}]})
+
+    async def refresh(self, sessions: dict[str, str]) -> None:
+        ops = []
+        for session, call in sessions.items():
+            for kind in ("s", "c"):
+                key = self.key(kind, call, session)
+                compare = {"key": key, "target": "VERSION", "result": "GREATER", "version": 0}
+                put = {"key": key, "lease": self.lease, "ignore_value": True}
+                ops.append(
+                    {"request_txn": {"compare": [compare], "success": [{"request_put": put}]}}
+                )
+        await self.post("/kv/txn", {"success": ops})
+
+    async def request_close(self, call: str, session: str) -> None:
+        value = b64(json.dumps({"requested_by": "raw", "requested_at": time.time()}).encode())
+        await self.post(
+            "/kv/put", {"key": self.key("c", call, session), "value": value, "lease": self.lease}
+        )
+
+    async def get_close_requests(self, sessions: dict[str, str]) -> list[str]:
+        ops = [{"request_range": {"key": self.key("c", c, s)}} for s, c in sessions.items()]
+        answer = await self.post("/kv/txn", {"success": ops})
+        return [
+            s
+            for s, r in zip(sessions, answer["responses"], strict=True)
+            if r["response_range"].get("kvs")
+        ]
+
+    async def remove(self, call: str, session: str) -> None:
+        ops = [{"request_delete_range": {"key": self.key(kind, call, session)}} for kind in "sc"]
+        await self.post("/kv/txn", {"success": ops})
+
+
+async def per_second(op: Op, repeat: int) -> float:
+    """Median rate of ``op`` over 5 rounds of ``repeat // 5`` sequential calls."""
+    rounds = []
+    n = max(1, repeat // 5)
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(n):
+            await op()
+        rounds.append(n / (time.perf_counter() - start))
+    return statistics.median(rounds)
+
+
+async def run(endpoint: str, repeat: int, sessions: int) -> list[tuple[str, float, float]]:
+    store = EtcdSessionKVStore(endpoint, namespace="bench-store")
+    connector = aiohttp.TCPConnector(limit=64)
+    async with (
+        store,
+        SessionRegistry(store, node_id="bench", ttl=TTL) as registry,
+        aiohttp.ClientSession(connector=connector) as session,
+    ):
+        raw = RawGateway(session, endpoint, "bench-raw")
+        await raw.grant()
+        mine = {f"sess-{i}": "the-call" for i in range(sessions)}
+        for session_id, call_id in mine.items():
+            await registry.register(call_id, session_id)
+            await raw.register(call_id, session_id)
+            await registry.request_close(call_id, session_id)
+            await raw.request_close(call_id, session_id)
+        for i in range(BIG_CALL):
+            await registry.register("big-call", f"sess-{i}")
+            await raw.register("big-call", f"sess-{i}")
+        metrics = {"rtt_ms": 12.5, "frames": 300, "loss": None}
+        pairs: list[tuple[str, Op, Op]] = [
+            ("register", lambda: registry.register("c2", "s"), lambda: raw.register("c2", "s")),
+            (
+                "get",
+                lambda: registry.get("the-call", "sess-0"),
+                lambda: raw.get("the-call", "sess-0"),
+            ),
+            (
+                f"get_for_call ({sessions} sessions)",
+                lambda: registry.get_for_call("the-call"),
+                lambda: raw.get_for_call("the-call"),
+            ),
+            (
+                f"get_for_call ({BIG_CALL} sessions)",
+                lambda: registry.get_for_call("big-call"),
+                lambda: raw.get_for_call("big-call"),
+            ),
+            (
+                "update_metrics",
+                lambda: registry.update_metrics("the-call", "sess-0", metrics),
+                lambda: raw.update_metrics("the-call", "sess-0", metrics),
+            ),
+            (
+                f"refresh ({sessions} sessions)",
+                lambda: registry.refresh(mine),
+                lambda: raw.refresh(mine),
+            ),
+            (
+                "request_close",
+                lambda: registry.request_close("c2", "s"),
+                lambda: raw.request_close("c2", "s"),
+            ),
+            (
+                f"get_close_requests ({sessions})",
+                lambda: registry.get_close_requests(mine),
+                lambda: raw.get_close_requests(mine),
+            ),
+            ("remove", lambda: registry.remove("c3", "s"), lambda: raw.remove("c3", "s")),
+        ]
+        rows = []
+        for name, ours, theirs in pairs:
+            await ours()  # warm up: connections, the lease for this TTL
+            await theirs()
+            ours_rate = await per_second(ours, repeat)
+            raw_rate = await per_second(theirs, repeat)
+            rows.append((name, ours_rate, raw_rate))
+        rows.extend(await etcd3py_reference(endpoint, store, registry, repeat))
+        await store.delete(await store.keys(""))
+        return rows
+
+
+async def etcd3py_reference(
+    endpoint: str, store: EtcdSessionKVStore, registry: SessionRegistry, repeat: int
+) -> list[tuple[str, float, float]]:
+    from sessionkv.backends._etcd_transport import _client_class
+
+    host, port = endpoint.rsplit(":", 1)
+    client = _client_class()(host=host, port=int(port))
+    try:
+        prefix = b"sessionkv/bench-store/s/big-call/"
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        one = b"sessionkv/bench-store/s/big-call/sess-0"
+        models_scan = await per_second(lambda: client.range(prefix, range_end=end), repeat // 5)
+        models_get = await per_second(lambda: client.range(one), repeat)
+    finally:
+        await client.close()
+    ours_scan = await per_second(lambda: store.scan("s/big-call/"), repeat)
+    ours_get = await per_second(lambda: store.get("s/big-call/sess-0"), repeat)
+    return [
+        (f"store.scan ({BIG_CALL} keys) vs etcd3-py AioClient.range", ours_scan, models_scan),
+        ("store.get vs etcd3-py AioClient.range (1 key)", ours_get, models_get),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--endpoint", help="host:port of a running etcd (default: start one)")
+    parser.add_argument("--repeat", type=int, default=1000)
+    parser.add_argument("--sessions", type=int, default=10)
+    args = parser.parse_args()
+    cluster = None
+    endpoint = args.endpoint
+    if endpoint is None:
+        from sessionkv.contract_tests.servers.etcd import start_etcd
+
+        cluster = start_etcd(1)
+        endpoint = cluster.endpoint
+    try:
+        rows = asyncio.run(run(endpoint, args.repeat, args.sessions))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    print(f"etcd at {endpoint}, sequential calls, median of 5 rounds of {args.repeat // 5}")
+    print(
+        "| registry operation | sessionkv ops/s | raw gateway ops/s | time ratio (target <= 1.5) |"
+    )
+    print("|---|---:|---:|---:|")
+    for name, ours, raw in rows[:-2]:
+        print(f"| {name} | {ours:,.0f} | {raw:,.0f} | {raw / ours:.2f} |")
+    print()
+    print("| reference | sessionkv ops/s | etcd3-py models ops/s | speed-up |")
+    print("|---|---:|---:|---:|")
+    for name, ours, models in rows[-2:]:
+        print(f"| {name} | {ours:,.0f} | {models:,.0f} | {ours / models:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
