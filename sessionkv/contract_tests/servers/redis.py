@@ -108,8 +108,8 @@ class RedisServer:
         if self.password is not None:
             user = self.username or "default"
             if user != "default":
-                args += ["--user", "default off"]
-            args += ["--user", f"{user} on >{self.password} ~* &* +@all"]
+                args += ["--user", "default", "off"]
+            args += ["--user", user, "on", f">{self.password}", "~*", "&*", "+@all"]
         return args
 
     def _answers(self) -> bool:
@@ -136,7 +136,14 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
         )
         try:
-            wait_until(self._answers, timeout=STARTUP_TIMEOUT, what=f"redis-server :{self.port}")
+            # Done when it answers, or when it exited (a bad option) and never will.
+            wait_until(
+                lambda: self._answers() or not self.alive,
+                timeout=STARTUP_TIMEOUT,
+                what=f"redis-server :{self.port}",
+            )
+            if not self.alive:
+                raise TimeoutError("exited")
         except TimeoutError:
             log = self.log_tail()
             self.stop()
