@@ -263,3 +263,24 @@ async def test_authenticated_cluster(private_etcd: EtcdCluster) -> None:
     assert "not-the-secret" not in str(raised.value) and "r00t" not in str(raised.value)
     with contextlib.suppress(Exception):
         await wrong.close()
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_etcds_url_speaks_tls_and_verifies_the_server() -> None:
+    cluster = start_etcd(1, tls=True)
+    try:
+        url = f"{cluster.url}?ca_file={cluster.ca_file}"
+        async with EtcdSessionKVStore.from_url(url, namespace="tls") as store:
+            await store.set("k", b"v", LONG)
+            assert await store.get("k") == b"v"
+            await store.delete(["k"])
+        # Without the CA the server's certificate is not trusted: no silent downgrade.
+        untrusted = EtcdSessionKVStore.from_url(f"{cluster.url}?timeout=2")
+        with pytest.raises(BackendError):
+            await untrusted.start()
+        await untrusted.close()
+    finally:
+        cluster.stop()

@@ -188,6 +188,8 @@ class EtcdTransport:
                 async with client.call_rpc(method, data=payload, raw=True, timeout=timeout) as resp:
                     raw = await resp.read()
                     status = resp.status
+            except aiohttp.ClientSSLError:
+                raise  # an untrusted certificate is configuration: retrying cannot help
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 last = exc
                 self._fail_over(index, exc)

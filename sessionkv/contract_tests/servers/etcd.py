@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import urllib.request
@@ -38,6 +39,8 @@ class EtcdMember:
     client_port: int
     peer_port: int
     data_dir: str
+    ca_file: str | None = None
+    """Set when the member serves TLS: the CA that signed its certificate."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -46,7 +49,11 @@ class EtcdMember:
 
     @property
     def url(self) -> str:
-        return f"etcd://{self.endpoint}"
+        return f"etcds://{self.endpoint}" if self.ca_file else f"etcd://{self.endpoint}"
+
+    @property
+    def client_url(self) -> str:
+        return f"{'https' if self.ca_file else 'http'}://{self.endpoint}"
 
     @property
     def peer_url(self) -> str:
@@ -59,8 +66,9 @@ class EtcdMember:
     def request(self, path: str, body: object | None = None, timeout: float = 1.0) -> object:
         """POST ``body`` (GET without one) to this member's HTTP API; parsed JSON."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"http://{self.endpoint}{path}", data=data)
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        req = urllib.request.Request(f"{self.client_url}{path}", data=data)
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return json.loads(resp.read())
 
     def healthy(self) -> bool:
@@ -68,7 +76,7 @@ class EtcdMember:
             return False
         try:
             answer = self.request("/health", timeout=0.5)
-        except (OSError, ValueError):
+        except (OSError, ValueError, ssl.SSLError):
             return False
         return isinstance(answer, dict) and answer.get("health") == "true"
 
@@ -83,6 +91,7 @@ class EtcdMember:
 class EtcdCluster:
     members: list[EtcdMember]
     root: str
+    ca_file: str | None = None
 
     @property
     def endpoints(self) -> str:
@@ -90,8 +99,8 @@ class EtcdCluster:
 
     @property
     def url(self) -> str:
-        """``etcd://h1:p1,h2:p2,...``: every member, for failover."""
-        return f"etcd://{self.endpoints}"
+        """``etcd://h1:p1,h2:p2,...``: every member, for failover (``etcds://`` with TLS)."""
+        return f"{'etcds' if self.ca_file else 'etcd'}://{self.endpoints}"
 
     @property
     def endpoint(self) -> str:
@@ -121,18 +130,76 @@ def _temp_root() -> str:
     return tempfile.mkdtemp(prefix="sessionkv-etcd-", dir=base)
 
 
-def start_etcd(size: int = 1) -> EtcdCluster:
+def _make_certificates(root: str) -> tuple[str, str, str]:
+    """A throw-away CA and a certificate for 127.0.0.1 signed by it (``cryptography``,
+    which etcd3-py depends on); returns the CA, certificate and key file paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sessionkv test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tuple(os.path.join(root, name) for name in ("ca.pem", "server.pem", "server-key.pem"))
+    pem = serialization.Encoding.PEM
+    with open(paths[0], "wb") as f:
+        f.write(ca.public_bytes(pem))
+    with open(paths[1], "wb") as f:
+        f.write(cert.public_bytes(pem))
+    with open(paths[2], "wb") as f:
+        f.write(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+    return paths[0], paths[1], paths[2]
+
+
+def start_etcd(size: int = 1, *, tls: bool = False) -> EtcdCluster:
     """Start a ``size``-member cluster on loopback and wait until every member is healthy
-    (has a leader); skip (or fail in CI) when the binary is missing."""
+    (has a leader); skip (or fail in CI) when the binary is missing. With ``tls`` the
+    members serve clients over HTTPS with a certificate from a fresh CA (``ca_file``)."""
     binary = require_binary("etcd", INSTALL_HINT)
     root = _temp_root()
+    ca_file = cert_file = key_file = None
+    if tls:
+        ca_file, cert_file, key_file = _make_certificates(root)
     members = [
-        EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(root, f"m{i}"))
+        EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(root, f"m{i}"), ca_file)
         for i in range(size)
     ]
     initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
     token = f"sessionkv-{uuid.uuid4().hex[:8]}"
-    cluster = EtcdCluster(members, root)
+    cluster = EtcdCluster(members, root, ca_file)
     try:
         for m in members:
             log = open(os.path.join(root, f"{m.name}.log"), "wb")  # noqa: SIM115 - child owns it
@@ -140,8 +207,8 @@ def start_etcd(size: int = 1) -> EtcdCluster:
                 flags = {
                     "--name": m.name,
                     "--data-dir": m.data_dir,
-                    "--listen-client-urls": f"http://{m.endpoint}",
-                    "--advertise-client-urls": f"http://{m.endpoint}",
+                    "--listen-client-urls": m.client_url,
+                    "--advertise-client-urls": m.client_url,
                     "--listen-peer-urls": m.peer_url,
                     "--initial-advertise-peer-urls": m.peer_url,
                     "--initial-cluster": initial,
@@ -150,6 +217,8 @@ def start_etcd(size: int = 1) -> EtcdCluster:
                     "--logger": "zap",
                     "--log-level": "error",
                 }
+                if cert_file and key_file:
+                    flags.update({"--cert-file": cert_file, "--key-file": key_file})
                 m.process = subprocess.Popen(
                     [binary, *(part for pair in flags.items() for part in pair)],
                     stdout=log,
