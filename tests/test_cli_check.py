@@ -140,3 +140,17 @@ def test_check_passes_on_etcd(etcd_server, tmp_path: Path) -> None:
     )  # fmt: skip
     assert leftovers.returncode == 0, leftovers.stderr
     assert leftovers.stdout.strip() == ""
+
+
+@pytest.mark.redis
+def test_check_passes_on_redis(redis_server, tmp_path: Path) -> None:
+    result = run_check(redis_server.url, cwd=tmp_path)
+    assert_check_passed(result, redis_server.url)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    try:
+        leftovers = [key for key in client.scan_iter() if b"sessionkv-check-" in key]
+    finally:
+        client.close()
+    assert leftovers == []

@@ -91,7 +91,7 @@ def test_rendering_of_declared_and_undeclared_plugins() -> None:
     )  # fmt: skip
     silent = dataclasses.replace(declared, name="quiet", semantics=None)
     lines = render_backend_table([declared, silent]).splitlines()
-    assert lines[2] == "| acme | 1 s | 2 s | 0.5 s | yes / yes | `O(n)` | `sessionkv-acme[acme]` |"
+    assert lines[2] == "| acme | 1 s | 2 s | 500 ms | yes / yes | `O(n)` | `sessionkv-acme[acme]` |"
     assert lines[3].startswith("| quiet | not declared |")  # its module is never imported
 
 

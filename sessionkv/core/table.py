@@ -61,7 +61,9 @@ def declared_semantics(spec: BackendSpec) -> StoreSemantics | None:
 
 
 def _seconds(value: float, zero: str) -> str:
-    return zero if value == 0 else f"{value:g} s"
+    if value == 0:
+        return zero
+    return f"{value:g} s" if value >= 1 else f"{value * 1000:g} ms"
 
 
 def _yes_no(flag: bool) -> str:
