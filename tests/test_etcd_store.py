@@ -163,8 +163,8 @@ async def test_registry_survives_the_loss_of_the_member_in_use(etcd_cluster: Etc
     others = [m.endpoint for m in etcd_cluster.members if m.endpoint != leader]
     url = "etcd://" + ",".join([leader, *others])
     async with (
-        EtcdSessionKVStore.from_url(url, namespace="failover", timeout=8) as store_a,
-        EtcdSessionKVStore.from_url(url, namespace="failover", timeout=8) as store_b,
+        EtcdSessionKVStore.from_url(url, namespace="failover") as store_a,
+        EtcdSessionKVStore.from_url(url, namespace="failover") as store_b,
         SessionRegistry(store_a, node_id="a", ttl=30) as a,
         SessionRegistry(store_b, node_id="b", ttl=30) as b,
     ):

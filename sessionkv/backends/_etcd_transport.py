@@ -169,9 +169,10 @@ class EtcdTransport:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         payload = json.dumps(body, separators=(",", ":"))
-        # With several members, one attempt may use at most half the budget, so a hung
-        # member leaves time to try another.
-        attempt_cap = self._timeout if len(self._endpoints) == 1 else self._timeout / 2
+        # With several members one attempt gets a share of the budget, so a member that
+        # hangs (a write proposed to a leader that just died is lost, and etcd answers
+        # only after its own request timeout) leaves time to try the others.
+        attempt_cap = self._timeout / min(len(self._endpoints), 3)
         tried = 0
         backoff = _BACKOFF_START
         reauthenticated = authenticating
