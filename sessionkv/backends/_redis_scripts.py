@@ -3,9 +3,14 @@ sorted sets in step, atomically, in one round trip.
 
 Layout of a namespace (``P`` = ``sessionkv:<escaped namespace>:``)::
 
-    P k:<key>   the value, a plain string with a PX expiry (GET never sees it expired)
+    P k:<key>   the value, a plain string expiring at a PXAT time (GET never sees it
+                expired)
     P idx       sorted set, every member score 0: the keys, read by ZRANGEBYLEX
-    P exp       sorted set, member = key, score = expiry time in ms (server clock)
+    P exp       sorted set, member = key, score = that same expiry time in ms
+
+Expiry times come from the server's clock (``TIME``, once per script), so every node
+agrees on them and the index's score is exactly the key's expiry (``PXAT`` and
+``PEXPIREAT`` need Redis >= 6.2).
 
 Every script takes ``KEYS = [idx, exp]`` and the data-key prefix ``P k:`` as
 ``ARGV[1]``; data keys are built inside the script (a single-node layout, not one
@@ -97,9 +102,9 @@ for i = 3, #ARGV, 3 do
   local member, ms = ARGV[i], tonumber(ARGV[i + 2])
   local ok
   if xx then
-    ok = redis.call('SET', prefix .. member, ARGV[i + 1], 'PX', ms, 'XX')
+    ok = redis.call('SET', prefix .. member, ARGV[i + 1], 'PXAT', now + ms, 'XX')
   else
-    ok = redis.call('SET', prefix .. member, ARGV[i + 1], 'PX', ms)
+    ok = redis.call('SET', prefix .. member, ARGV[i + 1], 'PXAT', now + ms)
   end
   if ok then
     redis.call('ZADD', idx, 0, member)
@@ -115,14 +120,14 @@ return written
 EXPIRE = _script(
     "expire",
     """
--- ARGV: prefix, ttl_ms, keys... PEXPIRE answers 0 for a missing or expired key, so
+-- ARGV: prefix, ttl_ms, keys... PEXPIREAT answers 0 for a missing or expired key, so
 -- nothing is resurrected; the index learns the new expiry in the same step.
 local ms = tonumber(ARGV[2])
 local now = now_ms()
 local refreshed = 0
 for i = 3, #ARGV do
   local member = ARGV[i]
-  if redis.call('PEXPIRE', prefix .. member, ms) == 1 then
+  if redis.call('PEXPIREAT', prefix .. member, now + ms) == 1 then
     redis.call('ZADD', idx, 0, member)
     redis.call('ZADD', exp, now + ms, member)
     refreshed = refreshed + 1

@@ -1,13 +1,13 @@
 """Redis store on redis-py's asyncio client: sessions shared by every node of a cluster.
 
-Each key is a Redis string with a millisecond ``PX`` expiry, so ``GET``/``MGET`` never
-return an expired value. Prefix scans do not walk the keyspace (``SCAN MATCH`` is O(all
-keys) and reads ``* ? [ ] \\`` as glob syntax): each namespace keeps its keys in a
-sorted set read by ``ZRANGEBYLEX`` over the literal byte range of the prefix, plus a
-second sorted set of expiry times used to clean the first. Lua scripts
-(:mod:`._redis_scripts`) keep data and index consistent atomically and make every
-operation one round trip; they are called by ``EVALSHA`` and reloaded after a server
-restart. Every call has a socket timeout; a lost server raises
+Each key is a Redis string with a millisecond expiry (``PXAT`` on the server's clock),
+so ``GET``/``MGET`` never return an expired value. Prefix scans do not walk the keyspace
+(``SCAN MATCH`` is O(all keys) and reads ``* ? [ ] \\`` as glob syntax): each namespace
+keeps its keys in a sorted set read by ``ZRANGEBYLEX`` over the literal byte range of
+the prefix, plus a second sorted set of expiry times used to clean the first. Lua
+scripts (:mod:`._redis_scripts`) keep data and index consistent atomically and make
+every operation one round trip; they are called by ``EVALSHA`` and reloaded after a
+server restart. Every call has a socket timeout; a lost server raises
 :class:`~sessionkv.BackendUnavailableError` and the same store works again once the
 server is back.
 """
@@ -108,7 +108,7 @@ class RedisSessionKVStore(SessionKVStore):
     """
 
     SEMANTICS = StoreSemantics(
-        ttl_resolution=0.001,  # PX: whole milliseconds, rounded up
+        ttl_resolution=0.001,  # whole milliseconds, rounded up
         min_ttl=0.001,
         expiry_lag=0.0,  # Redis never returns an expired key, even before it frees it
         shared_across_processes=True,
@@ -178,6 +178,7 @@ class RedisSessionKVStore(SessionKVStore):
         self._index_keys = (prefix + b"idx", prefix + b"exp")
         self._sweeper: asyncio.Task[None] | None = None
         self._execute: Callable[..., Awaitable[Any]] = _not_started
+        self._slots = asyncio.Semaphore(1)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSessionKVStore:
@@ -207,6 +208,10 @@ class RedisSessionKVStore(SessionKVStore):
         if self._client is None:
             self._client = _make_client(self._connection)
         self._execute = self._client.execute_command
+        # At most one call per pooled connection at a time: a burst of concurrent calls
+        # queues here (uncontended, this costs far less than a blocking pool's queue)
+        # instead of failing with "Too many connections".
+        self._slots = asyncio.Semaphore(max(1, self._client.connection_pool.max_connections))
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for script in lua.SCRIPTS:
@@ -264,17 +269,21 @@ class RedisSessionKVStore(SessionKVStore):
 
     # -- primitives ------------------------------------------------------------------
 
+    async def _command(self, *args: Any) -> Any:
+        async with self._slots:
+            return await self._execute(*args)
+
     async def _eval(self, script: lua.Script, *args: bytes | int) -> Any:
         try:
-            return await self._execute(
+            return await self._command(
                 "EVALSHA", script.sha, 2, *self._index_keys, self._data_prefix, *args
             )
         except Exception as exc:
             if type(exc).__name__ != "NoScriptError":
                 raise
         # The server lost its script cache (restart, SCRIPT FLUSH): load and go on.
-        await self._execute("SCRIPT", "LOAD", script.source)
-        return await self._execute(
+        await self._command("SCRIPT", "LOAD", script.source)
+        return await self._command(
             "EVALSHA", script.sha, 2, *self._index_keys, self._data_prefix, *args
         )
 
@@ -290,12 +299,12 @@ class RedisSessionKVStore(SessionKVStore):
         await self._eval(lua.WRITE, *args)
 
     async def _get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._execute("GET", self._data_prefix + key.encode())
+        value: bytes | None = await self._command("GET", self._data_prefix + key.encode())
         return value
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         prefix = self._data_prefix
-        values: list[bytes | None] = await self._execute(
+        values: list[bytes | None] = await self._command(
             "MGET", *[prefix + key.encode() for key in keys]
         )
         return values
@@ -447,11 +456,8 @@ def _make_client(kwargs: dict[str, Any]) -> Redis:
     # One immediate retry on a broken connection: after a server restart the pooled
     # connection is dead, the next one works. No retry on timeouts: they would double.
     retry = retries.Retry(backoff.NoBackoff(), 1, supported_errors=(exceptions.ConnectionError,))
-    # A blocking pool: a burst of concurrent calls waits (up to the timeout) for a
-    # connection instead of failing with "Too many connections".
-    pool = connection.BlockingConnectionPool(
+    pool = connection.ConnectionPool(
         max_connections=kwargs.pop("max_connections", DEFAULT_MAX_CONNECTIONS),
-        timeout=kwargs["socket_timeout"],
         connection_class=connection_class,
         decode_responses=False,
         retry=retry,
