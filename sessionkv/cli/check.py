@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
 import sys
 import tempfile
 import time
@@ -205,7 +204,6 @@ def run(args: argparse.Namespace) -> int:
                 argv += ["-k", args.keyword]
             if args.exitfirst:
                 argv.append("-x")
-            os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
             code = pytest.main(argv, plugins=[reporter])
     finally:
         CURRENT = None
