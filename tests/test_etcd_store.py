@@ -238,10 +238,17 @@ async def test_a_member_that_never_answers_times_out() -> None:
 
 
 @pytest.mark.asyncio
-async def test_authenticated_cluster(private_etcd: EtcdCluster) -> None:
+async def test_authenticated_cluster() -> None:
     etcdctl = require_binary("etcdctl", "apt-get install etcd-client")
-    endpoint = private_etcd.endpoint
+    # Tokens expire after 1 s idle here (300 s by default): the store must renew its own.
+    cluster = start_etcd(1, flags={"--auth-token-ttl": "1"})
+    try:
+        await _check_authentication(etcdctl, cluster.endpoint)
+    finally:
+        cluster.stop()
 
+
+async def _check_authentication(etcdctl: str, endpoint: str) -> None:
     def ctl(*args: str) -> None:
         subprocess.run(
             [etcdctl, "--endpoints", endpoint, *args],
@@ -255,6 +262,8 @@ async def test_authenticated_cluster(private_etcd: EtcdCluster) -> None:
     ctl("auth", "enable")
     async with EtcdSessionKVStore.from_url(f"etcd://root:r00t-secret@{endpoint}") as store:
         await store.set("k", b"v", LONG)
+        assert await store.get("k") == b"v"
+        await asyncio.sleep(2.5)  # let the token expire: the precondition, not the check
         assert await store.get("k") == b"v"
         await store.delete(["k"])
     wrong = EtcdSessionKVStore.from_url(f"etcd://root:not-the-secret@{endpoint}?timeout=2")

@@ -193,8 +193,13 @@ class LeasePool:
             for lease in self._retired.values()
             if lease.next_check <= now and lease.in_flight == 0
         ][:_JANITOR_BATCH]
-        revoked = await asyncio.gather(*(self._check(lease) for lease in due))
-        return sum(revoked)
+        results = await asyncio.gather(
+            *(self._check(lease) for lease in due), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.debug("etcd lease janitor: %s", result)  # checked again next time
+        return sum(result is True for result in results)
 
     async def _check(self, lease: Lease) -> bool:
         if self._clock() >= lease.expires_by:

@@ -149,9 +149,12 @@ class EtcdTransport:
         if client is not None:
             await client.close()
 
-    async def _authenticate(self) -> None:
+    async def _authenticate(self, stale: str | None = None) -> None:
+        """Get a token; with ``stale``, only if no other call has replaced that one."""
         assert self._client is not None and self._auth_lock is not None
         async with self._auth_lock:
+            if stale is not None and self._client.token != stale:
+                return
             self._client.token = None
             body = {"name": self._username or "", "password": self._password or ""}
             answer = await self.call("/auth/authenticate", body, authenticating=True)
@@ -184,6 +187,7 @@ class EtcdTransport:
             index = self._active
             host, port = self._endpoints[index]
             client.host, client.port = host, port
+            token = client.token
             try:
                 timeout = aiohttp.ClientTimeout(total=min(remaining, attempt_cap))
                 async with client.call_rpc(method, data=payload, raw=True, timeout=timeout) as resp:
@@ -201,7 +205,7 @@ class EtcdTransport:
                 error = _gateway_error(raw, status)
                 if error.code == _UNAUTHENTICATED and not reauthenticated:
                     reauthenticated = True  # tokens expire; get a fresh one, once
-                    await self._authenticate()
+                    await self._authenticate(stale=token)
                     continue
                 if error.code != _UNAVAILABLE and status != 503:
                     raise error

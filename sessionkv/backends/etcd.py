@@ -35,9 +35,9 @@ _SEMANTICS = StoreSemantics(
     ttl_resolution=1.0,  # lease TTLs are whole seconds
     min_ttl=2.0,  # etcd raises shorter leases to its minimum (2 s with default timings)
     # One second of lease sharing (see _etcd_leases), etcd's lease expiry check every
-    # 500 ms (measured: keys gone 0.46-0.51 s after their lease's TTL), and 1 s margin
-    # for a loaded machine. A leader change renews every lease (etcd does so on purpose),
-    # so keys outlive this during a failover.
+    # 500 ms (keys gone 0.46-0.51 s after their lease's TTL), and margin for a loaded
+    # machine: measured end to end, keys were gone 0.16-1.32 s after their TTL. A leader
+    # change renews every lease (etcd does so on purpose): keys outlive this then.
     expiry_lag=2.5,
     shared_across_processes=True,
     shared_across_hosts=True,

@@ -184,10 +184,13 @@ def _make_certificates(root: str) -> tuple[str, str, str]:
     return paths[0], paths[1], paths[2]
 
 
-def start_etcd(size: int = 1, *, tls: bool = False) -> EtcdCluster:
+def start_etcd(
+    size: int = 1, *, tls: bool = False, flags: dict[str, str] | None = None
+) -> EtcdCluster:
     """Start a ``size``-member cluster on loopback and wait until every member is healthy
     (has a leader); skip (or fail in CI) when the binary is missing. With ``tls`` the
-    members serve clients over HTTPS with a certificate from a fresh CA (``ca_file``)."""
+    members serve clients over HTTPS with a certificate from a fresh CA (``ca_file``);
+    ``flags`` adds etcd command-line flags (``{"--auth-token-ttl": "1"}``)."""
     binary = require_binary("etcd", INSTALL_HINT)
     root = _temp_root()
     ca_file = cert_file = key_file = None
@@ -204,7 +207,7 @@ def start_etcd(size: int = 1, *, tls: bool = False) -> EtcdCluster:
         for m in members:
             log = open(os.path.join(root, f"{m.name}.log"), "wb")  # noqa: SIM115 - child owns it
             with log:
-                flags = {
+                command = {
                     "--name": m.name,
                     "--data-dir": m.data_dir,
                     "--listen-client-urls": m.client_url,
@@ -218,9 +221,10 @@ def start_etcd(size: int = 1, *, tls: bool = False) -> EtcdCluster:
                     "--log-level": "error",
                 }
                 if cert_file and key_file:
-                    flags.update({"--cert-file": cert_file, "--key-file": key_file})
+                    command.update({"--cert-file": cert_file, "--key-file": key_file})
+                command.update(flags or {})
                 m.process = subprocess.Popen(
-                    [binary, *(part for pair in flags.items() for part in pair)],
+                    [binary, *(part for pair in command.items() for part in pair)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
