@@ -320,11 +320,12 @@ class SQLiteSessionKVStore(SessionKVStore):
     async def _fetch_now(self, statement: str, params: Sequence[Any]) -> list[Any]:
         conn = self._connection()
         try:
-            return list(await conn.execute_fetchall(statement, params))
+            rows = await conn.execute_fetchall(statement, params)
         except Exception as exc:
             if not _is_busy(exc):
                 raise
-        return list(await self._retrying(lambda: conn.execute_fetchall(statement, params)))
+            rows = await self._retrying(lambda: conn.execute_fetchall(statement, params))
+        return rows  # type: ignore[return-value] # fetchall() is a list
 
     async def _in_transaction(
         self,
@@ -383,7 +384,7 @@ class SQLiteSessionKVStore(SessionKVStore):
 
     async def _get(self, key: str) -> bytes | None:
         rows = await self._fetch(sql.GET, (self._ns, key.encode(), self._clock()))
-        return bytes(rows[0][0]) if rows else None
+        return rows[0][0] if rows else None  # BLOBs come back as bytes
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         encoded = [key.encode() for key in keys]
@@ -394,7 +395,7 @@ class SQLiteSessionKVStore(SessionKVStore):
         for start in range(0, len(unique), per_statement):
             chunk = unique[start : start + per_statement]
             rows = await self._fetch(sql.mget_many(len(chunk)), (self._ns, now, *chunk))
-            found.update((bytes(k), bytes(v)) for k, v in rows)
+            found.update(rows)
         return [found.get(key) for key in encoded]
 
     def _range(self, prefix: str, statements: tuple[str, str, str]) -> tuple[str, tuple[Any, ...]]:
@@ -410,11 +411,11 @@ class SQLiteSessionKVStore(SessionKVStore):
 
     async def _keys(self, prefix: str) -> list[str]:
         statement, params = self._range(prefix, (sql.KEYS_ALL, sql.KEYS_FROM, sql.KEYS_RANGE))
-        return [bytes(row[0]).decode() for row in await self._fetch(statement, params)]
+        return [row[0].decode() for row in await self._fetch(statement, params)]
 
     async def _scan(self, prefix: str) -> list[tuple[str, bytes]]:
         statement, params = self._range(prefix, (sql.SCAN_ALL, sql.SCAN_FROM, sql.SCAN_RANGE))
-        return [(bytes(k).decode(), bytes(v)) for k, v in await self._fetch(statement, params)]
+        return [(k.decode(), v) for k, v in await self._fetch(statement, params)]
 
     async def _delete(self, keys: list[str]) -> None:
         unique = list(dict.fromkeys(key.encode() for key in keys))
