@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..core.errors import BackendError, BackendUnavailableError, ConfigurationError
@@ -169,8 +169,8 @@ class EtcdSessionKVStore(SessionKVStore):
     # -- lifecycle -----------------------------------------------------------------
 
     async def _start(self) -> None:
-        await self._transport.open()
         try:
+            await self._transport.open()
             # One cheap request proves a member answers, so a wrong address fails here.
             await self._transport.call("/kv/range", {"key": self._codec.encode("\x00")})
         except BaseException:
@@ -189,21 +189,21 @@ class EtcdSessionKVStore(SessionKVStore):
     async def _txn(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._transport.call("/kv/txn", body)
 
-    async def _with_lease(self, ttl: float, write: Any) -> Any:
+    async def _with_lease(self, ttl: float, write: Callable[[str], Awaitable[None]]) -> None:
         """Run ``write(lease_id)`` with a lease for ``ttl``; a lease etcd no longer knows
         (revoked by someone, or lost to a failover) is replaced once."""
         effective = _SEMANTICS.effective_ttl(ttl)
         for attempt in (1, 2):
             lease = await self._leases.acquire(effective)
             try:
-                return await write(lease.id)
+                await write(lease.id)
+                return
             except GatewayError as exc:
                 if not exc.lease_not_found or attempt == 2:
                     raise
                 self._leases.discard(lease)
             finally:
                 self._leases.release(lease)
-        raise AssertionError("unreachable")
 
     async def _acquire_all(self, ttls: list[float]) -> list[Lease]:
         got = await asyncio.gather(*map(self._leases.acquire, ttls), return_exceptions=True)
