@@ -113,7 +113,7 @@ async def registry_table(url: str, repeat: int) -> list[tuple[str, float, float,
             return [json.loads(v) for v in flat[1::2]]  # type: ignore[index]
 
         async def plain_get_for_call() -> object:
-            names = [k async for k in raw.scan_iter(match=data + f"s/{call}/*".encode())]
+            names = [k async for k in raw.scan_iter(match=data + f"s/{call}/*".encode(), count=100)]
             return [json.loads(v) for v in await raw.mget(names) if v is not None]
 
         async def raw_update_metrics() -> None:
@@ -220,7 +220,7 @@ async def scale_rows(
             gfc_us = await _median_us(lambda: registry.get_for_call("the-call"), repeat)
 
             async def reference() -> object:
-                names = [k async for k in raw.scan_iter(match=data + b"s/the-call/*")]
+                names = [k async for k in raw.scan_iter(match=data + b"s/the-call/*", count=100)]
                 return await raw.mget(names)
 
             ref_us = await _median_us(reference, reference_repeat) if reference_repeat else None

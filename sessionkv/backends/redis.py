@@ -179,6 +179,7 @@ class RedisSessionKVStore(SessionKVStore):
         self._sweeper: asyncio.Task[None] | None = None
         self._execute: Callable[..., Awaitable[Any]] = _not_started
         self._slots = asyncio.Semaphore(1)
+        self._slot_timeout = DEFAULT_TIMEOUT
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSessionKVStore:
@@ -211,7 +212,9 @@ class RedisSessionKVStore(SessionKVStore):
         # At most one call per pooled connection at a time: a burst of concurrent calls
         # queues here (uncontended, this costs far less than a blocking pool's queue)
         # instead of failing with "Too many connections".
-        self._slots = asyncio.Semaphore(max(1, self._client.connection_pool.max_connections))
+        pool = self._client.connection_pool
+        self._slots = asyncio.Semaphore(max(1, pool.max_connections))
+        self._slot_timeout = pool.connection_kwargs.get("socket_timeout") or DEFAULT_TIMEOUT
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for script in lua.SCRIPTS:
@@ -270,8 +273,22 @@ class RedisSessionKVStore(SessionKVStore):
     # -- primitives ------------------------------------------------------------------
 
     async def _command(self, *args: Any) -> Any:
-        async with self._slots:
+        slots = self._slots
+        if slots.locked():
+            # Every connection is busy: wait for one no longer than a call may take.
+            try:
+                await asyncio.wait_for(slots.acquire(), self._slot_timeout)
+            except asyncio.TimeoutError:
+                raise BackendTimeoutError(
+                    f"{self!r}: every pooled connection stayed busy for "
+                    f"{self._slot_timeout} s (raise max_connections?)"
+                ) from None
+        else:
+            await slots.acquire()
+        try:
             return await self._execute(*args)
+        finally:
+            slots.release()
 
     async def _eval(self, script: lua.Script, *args: bytes | int) -> Any:
         try:
