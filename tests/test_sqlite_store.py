@@ -5,6 +5,7 @@ lock waits, batches larger than one statement, and clear errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -290,3 +291,23 @@ def test_module_imports_without_aiosqlite_and_names_the_extra(tmp_path: Path) ->
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=os.environ
     )
     assert 'pip install "sessionkv[sqlite]"' in out.stdout
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("steps", [0, 1, 3, 8, 30])
+async def test_cancelled_batch_is_all_or_nothing_and_leaves_no_transaction(
+    tmp_path: Path, steps: int
+) -> None:
+    path = tmp_path / "kv.db"
+    async with SQLiteSessionKVStore(path) as store, SQLiteSessionKVStore(path) as other:
+        keys = [f"k{i:05d}" for i in range(2600)]  # several statements, one transaction
+        batch = asyncio.ensure_future(store.mset([(k, b"v", 60) for k in keys]))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        batch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await batch
+        assert len(await other.keys("k")) in (0, len(keys))
+        # the connection is back in autocommit: this write is visible to another one
+        await store.set("after", b"x", 60)
+        assert await other.get("after") == b"x"

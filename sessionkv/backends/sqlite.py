@@ -335,8 +335,9 @@ class SQLiteSessionKVStore(SessionKVStore):
         """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction; roll back on any error."""
 
         async def attempt() -> None:
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a cancelled BEGIN still runs on the connection's thread.
+                await conn.execute("BEGIN IMMEDIATE")
                 await body(conn)
                 await conn.execute("COMMIT")
             except BaseException:
