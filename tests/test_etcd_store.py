@@ -9,6 +9,7 @@ import contextlib
 import logging
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -71,6 +72,26 @@ def test_url_mistakes_are_configuration_errors() -> None:
     for url in ("etcd://", "etcd://h:1/path", "etcd://h:1?colour=red", "etcd://h:99999"):
         with pytest.raises(ConfigurationError):
             EtcdSessionKVStore.from_url(url)
+
+
+def test_missing_client_library_names_the_extra() -> None:
+    # A real interpreter where etcd3-py cannot be imported: the module still imports,
+    # and the first use says what to install.
+    script = (
+        "import asyncio, sys\n"
+        "sys.modules['etcd3'] = None\n"
+        "from sessionkv.backends.etcd import EtcdSessionKVStore\n"
+        "from sessionkv.core.errors import MissingExtraError\n"
+        "store = EtcdSessionKVStore('127.0.0.1:1')\n"
+        "try:\n"
+        "    asyncio.run(store.start())\n"
+        "except MissingExtraError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert 'pip install "sessionkv[etcd]"' in out.stdout, out.stdout + out.stderr
 
 
 def test_credentials_never_in_repr() -> None:
