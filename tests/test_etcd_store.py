@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -125,6 +126,33 @@ async def test_lease_revoked_behind_the_store_is_replaced(
     await store.set("b", b"2", LONG)
     await store.mset([("c", b"3", LONG)])
     assert await store.mget(["b", "c"]) == [b"2", b"3"]
+
+
+def _kv_requests(cluster: EtcdCluster) -> int:
+    """Requests etcd has handled that read or write keys or grant leases (the janitor's
+    lease checks and revokes are left out), from the member's Prometheus metrics."""
+    text = urllib.request.urlopen(f"http://{cluster.endpoint}/metrics", timeout=5).read()
+    methods = ('"Range"', '"Put"', '"DeleteRange"', '"Txn"', '"LeaseGrant"')
+    total = 0.0
+    for line in text.decode().splitlines():
+        if line.startswith("grpc_server_handled_total{") and any(m in line for m in methods):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+@pytest.mark.asyncio
+async def test_refresh_of_many_sessions_is_a_few_requests(
+    store: EtcdSessionKVStore, etcd_server: EtcdCluster
+) -> None:
+    registry = SessionRegistry(store, node_id="n", ttl=LONG)
+    sessions = {f"s{i}": "call" for i in range(100)}
+    for session_id, call_id in sessions.items():
+        await registry.register(call_id, session_id)
+    before = _kv_requests(etcd_server)
+    await registry.refresh(sessions)  # 200 keys: records and close flags
+    # One lease grant at most, and one transaction per 64 keys: 4, not 200.
+    assert _kv_requests(etcd_server) - before <= 5
+    assert len(await registry.get_for_call("call")) == 100
 
 
 # -- leases do not pile up -----------------------------------------------------------
