@@ -213,15 +213,37 @@ def start_redis(
 
 
 def make_self_signed_cert(directory: str) -> TLSFiles:
-    """A certificate for ``127.0.0.1`` and ``localhost``, valid one day, signed by itself."""
+    """A certificate for ``127.0.0.1`` and ``localhost``, valid one day, signed by itself:
+    made with the ``cryptography`` package when installed, else the ``openssl`` command."""
+    files = TLSFiles(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
     try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
+        _write_cert_with_cryptography(files)
     except ImportError:
-        unavailable("making a test certificate needs the cryptography package")
-        raise AssertionError("unreachable") from None
+        _write_cert_with_openssl(files)
+    return files
+
+
+def _write_cert_with_openssl(files: TLSFiles) -> None:
+    binary = shutil.which("openssl")
+    if binary is None:
+        unavailable("making a test certificate needs the cryptography package or openssl")
+        raise AssertionError("unreachable")
+    args = [
+        binary, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-days", "1", "-subj", "/CN=sessionkv test",
+        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-keyout", files.key, "-out", files.cert,
+    ]  # fmt: skip
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+def _write_cert_with_cryptography(files: TLSFiles) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sessionkv test")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -242,7 +264,6 @@ def make_self_signed_cert(directory: str) -> TLSFiles:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    files = TLSFiles(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
     with open(files.cert, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
     with open(files.key, "wb") as f:
@@ -253,7 +274,6 @@ def make_self_signed_cert(directory: str) -> TLSFiles:
                 serialization.NoEncryption(),
             )
         )
-    return files
 
 
 @pytest.fixture(scope="session")
