@@ -80,6 +80,8 @@ def test_url_forms_and_options(redis_server: RedisServer) -> None:
     tls = RedisSessionKVStore("rediss://h:1/0?ssl_cert_reqs=none&ssl_check_hostname=false")
     assert tls._connection["ssl"] is True and tls._connection["ssl_check_hostname"] is False
     assert RedisSessionKVStore()._connection["host"] == "localhost"
+    with pytest.raises(ConfigurationError, match="bogus"):
+        create_store(redis_server.url, bogus=1)
 
 
 @pytest.mark.parametrize(

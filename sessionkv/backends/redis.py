@@ -184,6 +184,12 @@ class RedisSessionKVStore(SessionKVStore):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSessionKVStore:
         """``redis://``, ``rediss://`` or ``unix://`` URL; ``options`` override its query."""
+        unknown = sorted(set(options) - set(_URL_OPTIONS))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {unknown} for {parse_store_url(url).redacted!r}; "
+                f"this backend takes {sorted(_URL_OPTIONS)}"
+            )
         return cls(url, **options)
 
     def __repr__(self) -> str:
