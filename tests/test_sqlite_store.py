@@ -311,3 +311,54 @@ async def test_cancelled_batch_is_all_or_nothing_and_leaves_no_transaction(
         # the connection is back in autocommit: this write is visible to another one
         await store.set("after", b"x", 60)
         assert await other.get("after") == b"x"
+
+
+_AS_ANOTHER_USER = """
+import asyncio, os, sys, sqlite3
+import aiosqlite
+from sessionkv import SQLiteSessionKVStore, BackendUnavailableError
+if os.geteuid() == 0:  # root writes anywhere: drop to nobody, after the imports
+    os.setgid(65534)
+    os.setuid(65534)
+
+async def attempt(path):
+    store = SQLiteSessionKVStore(path)
+    try:
+        await store.set("k", b"v", 60)
+        return "written"
+    except BackendUnavailableError as exc:
+        return str(exc)
+    finally:
+        await store.close()
+
+for path in sys.argv[1:]:
+    print(asyncio.run(attempt(path)).replace(chr(10), " "))
+"""
+
+
+def test_read_only_file_and_directory_are_clear_errors() -> None:
+    import shutil
+    import tempfile
+
+    # Not tmp_path: its parents are private to this user, and the check runs as nobody.
+    base = Path(tempfile.mkdtemp(prefix="sessionkv-ro-"))
+    try:
+        base.chmod(0o777)
+        ro_file = base / "ro.db"
+        with sqlite3.connect(ro_file) as conn:
+            conn.execute("CREATE TABLE t (x)")
+        ro_file.chmod(0o444)
+        ro_dir = base / "ro-dir"
+        ro_dir.mkdir(mode=0o555)
+        ro_dir.chmod(0o555)
+        out = subprocess.run(
+            [sys.executable, "-c", _AS_ANOTHER_USER, str(ro_file), str(ro_dir / "kv.db")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        assert len(out) == 2, out
+        for line, path in zip(out, [ro_file, ro_dir / "kv.db"], strict=True):
+            assert str(path) in line and "must be writable" in line, line
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -199,6 +199,7 @@ class SQLiteSessionKVStore(SessionKVStore):
         aiosqlite = import_client("aiosqlite", backend="sqlite", extra="sqlite")
         if not self.in_memory:
             self._make_parent_directory()
+            self._probe_open()
         try:
             conn = await aiosqlite.connect(
                 self._path,
@@ -229,6 +230,16 @@ class SQLiteSessionKVStore(SessionKVStore):
                 f"cannot create the directory {parent!r} for the SQLite database "
                 f"{self._path!r}: {exc.strerror or exc}"
             ) from exc
+
+    def _probe_open(self) -> None:
+        """Open the file once with the stdlib driver first: when aiosqlite's connect
+        fails, its thread outlives the call and may report to a closed event loop."""
+        import sqlite3
+
+        try:
+            sqlite3.connect(self._path).close()
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from exc
 
     def _open_error(self, exc: BaseException) -> BackendUnavailableError:
         name = os.path.basename(self._path)
