@@ -26,6 +26,7 @@ import aiosqlite
 
 from sessionkv import SessionInfo, SessionRegistry, SQLiteSessionKVStore
 from sessionkv.backends import _sqlite_schema as sql
+from sessionkv.contract_tests import ManualClock
 from sessionkv.core.registry import escape_segment
 
 NS = b"bench"
@@ -361,6 +362,45 @@ async def get_for_call_scaling(tmp: Path, ops: int, big: int) -> list[tuple[int,
     return results
 
 
+async def sweep_under_load(tmp: Path, big: int) -> str:
+    """Sweep ``big`` expired rows while another connection keeps writing: how long the
+    sweep takes and how long the writer's single-row sets wait meanwhile."""
+    clock = ManualClock(start=time.time())
+    path = tmp / "sweep.db"
+    async with (
+        SQLiteSessionKVStore(path, namespace="swept", clock=clock, sweep_interval=3600) as swept,
+        SQLiteSessionKVStore(path, namespace="writer") as writer,
+    ):
+        for start in range(0, big, 240):
+            rows = range(start, min(start + 240, big))
+            await swept.mset([(f"s/call-{j // 10}/sess-{j}", b"x" * 150, 10.0) for j in rows])
+        clock.advance(20)
+        waits: list[float] = []
+        sweeping = True
+
+        async def write_meanwhile() -> None:
+            i = 0
+            while sweeping:
+                started = time.perf_counter()
+                await writer.set(f"k{i % 100}", b"v", LONG)
+                waits.append(time.perf_counter() - started)
+                i += 1
+
+        task = asyncio.ensure_future(write_meanwhile())
+        started = time.perf_counter()
+        swept_rows = await swept.purge_expired()
+        elapsed = time.perf_counter() - started
+        sweeping = False
+        await task
+    waits.sort()
+    return (
+        f"sweep of {swept_rows:,} expired rows (batches of 500): {elapsed:.2f} s; "
+        f"meanwhile another connection did {len(waits):,} sets, wait p50 "
+        f"{waits[len(waits) // 2] * 1e3:.2f} ms, p99 {waits[int(len(waits) * 0.99)] * 1e3:.2f} ms, "
+        f"max {waits[-1] * 1e3:.2f} ms"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=3000, help="operations per round")
@@ -372,6 +412,7 @@ async def main() -> None:
         await store_ops(bench, Path(tmp))
         await registry_ops(bench, Path(tmp))
         scaling = await get_for_call_scaling(Path(tmp), args.ops, args.big)
+        sweep = await sweep_under_load(Path(tmp), args.big)
     print(
         f"SQLite {aiosqlite.sqlite_version}, aiosqlite {aiosqlite.__version__}, "
         f"{args.ops} sequential ops x best of {args.rounds} rounds\n"
@@ -384,6 +425,7 @@ async def main() -> None:
     base = scaling[0][1]
     for others, ops in scaling:
         print(f"| {others:,} other sessions | {ops:,.0f} | {base / ops:.2f}x |")
+    print(f"\n{sweep}")
 
 
 if __name__ == "__main__":
