@@ -8,7 +8,7 @@ that backend is first used, and a missing one raises
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from .backends.memory import InMemorySessionKVStore
 from .core import (
@@ -34,7 +34,7 @@ from .core import (
     hookimpl,
 )
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .backends.etcd import EtcdSessionKVStore
     from .backends.redis import RedisSessionKVStore
     from .backends.sqlite import SQLiteSessionKVStore
@@ -72,7 +72,7 @@ __all__ = [
 _LAZY_BACKENDS = ("SQLiteSessionKVStore", "RedisSessionKVStore", "EtcdSessionKVStore")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     # Backend classes load on first touch, so `import sessionkv` stays free of clients.
     if name in _LAZY_BACKENDS:
         from . import backends

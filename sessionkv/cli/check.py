@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(
             f"sessionkv check runs the contract suite with pytest; {', '.join(missing)} "
-            "missing: pip install pytest pytest-asyncio",
+            'missing: pip install "sessionkv[check]"',
             file=sys.stderr,
         )
         return 2
