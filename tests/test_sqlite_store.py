@@ -46,6 +46,9 @@ async def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert (relative.path, relative.namespace) == ("data/rel.db", "a/b")
     assert isinstance(absolute, SQLiteSessionKVStore) and absolute.path == f"{tmp_path}/abs.db"
     assert isinstance(memory, SQLiteSessionKVStore) and memory.in_memory
+    assert relative.busy_timeout == 2.0 and memory.busy_timeout == 5.0
+    aliased = create_store("sqlite://?timeout=3")
+    assert isinstance(aliased, SQLiteSessionKVStore) and aliased.busy_timeout == 3.0
     async with relative, absolute:
         await relative.set("k", b"v", 60)
         await absolute.set("k", b"w", 60)

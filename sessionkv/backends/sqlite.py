@@ -171,8 +171,8 @@ class SQLiteSessionKVStore(SessionKVStore):
             },
         )
         if "timeout" in opts:  # the name other backends use for the same knob
-            opts.setdefault("busy_timeout", opts.pop("timeout"))
-            opts.pop("timeout", None)
+            timeout = opts.pop("timeout")
+            opts.setdefault("busy_timeout", timeout)
         return cls(path or MEMORY, **opts)
 
     @property
@@ -186,6 +186,11 @@ class SQLiteSessionKVStore(SessionKVStore):
     @property
     def in_memory(self) -> bool:
         return self._path == MEMORY
+
+    @property
+    def busy_timeout(self) -> float:
+        """Seconds an operation waits for another connection's write lock."""
+        return self._busy_timeout
 
     def __repr__(self) -> str:
         return (
