@@ -85,6 +85,14 @@ def _is_unwritable(exc: BaseException) -> bool:
     )
 
 
+def _unique_encoded(keys: list[str]) -> list[bytes]:
+    return list(dict.fromkeys([key.encode() for key in keys]))
+
+
+def _chunks(items: list[bytes], size: int) -> list[list[bytes]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
@@ -405,12 +413,9 @@ class SQLiteSessionKVStore(SessionKVStore):
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         encoded = [key.encode() for key in keys]
-        unique = list(dict.fromkeys(encoded))
         now = self._clock()
-        per_statement = sql.MAX_PARAMS - 2
         found: dict[bytes, bytes] = {}
-        for start in range(0, len(unique), per_statement):
-            chunk = unique[start : start + per_statement]
+        for chunk in _chunks(list(dict.fromkeys(encoded)), sql.MAX_PARAMS - 2):
             rows = await self._fetch(sql.mget_many(len(chunk)), (self._ns, now, *chunk))
             found.update(rows)
         return [found.get(key) for key in encoded]
@@ -435,27 +440,24 @@ class SQLiteSessionKVStore(SessionKVStore):
         return [(k.decode(), v) for k, v in await self._fetch(statement, params)]
 
     async def _delete(self, keys: list[str]) -> None:
-        unique = list(dict.fromkeys(key.encode() for key in keys))
-        per_statement = sql.MAX_PARAMS - 1
+        unique = _unique_encoded(keys)
+        if len(unique) < sql.MAX_PARAMS:  # the usual case: one statement
+            await self._fetch(sql.delete_many(len(unique)), (self._ns, *unique))
+            return
         await self._write_batches(
             [
                 (sql.delete_many(len(chunk)), (self._ns, *chunk))
-                for chunk in (
-                    unique[i : i + per_statement] for i in range(0, len(unique), per_statement)
-                )
+                for chunk in _chunks(unique, sql.MAX_PARAMS - 1)
             ]
         )
 
     async def _expire(self, keys: list[str], ttl: float) -> None:
-        unique = list(dict.fromkeys(key.encode() for key in keys))
+        unique = _unique_encoded(keys)
         now = self._clock()
-        per_statement = sql.MAX_PARAMS - 3
         await self._write_batches(
             [
                 (sql.expire_many(len(chunk)), (now + ttl, self._ns, now, *chunk))
-                for chunk in (
-                    unique[i : i + per_statement] for i in range(0, len(unique), per_statement)
-                )
+                for chunk in _chunks(unique, sql.MAX_PARAMS - 3)
             ]
         )
 
