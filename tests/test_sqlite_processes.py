@@ -13,19 +13,20 @@ from pathlib import Path
 
 import pytest
 
+import sessionkv
 from sessionkv import SessionRegistry, SQLiteSessionKVStore
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.asyncio]
 
 WORKER = str(Path(__file__).with_name("sqlite_workers.py"))
-REPO = str(Path(__file__).resolve().parent.parent)
+# The workers import the very sessionkv this process imported (install or source tree).
+SESSIONKV_ROOT = str(Path(sessionkv.__file__).resolve().parent.parent)
 STEP_TIMEOUT = 60.0  # generous: a loaded 2-core CI machine starts Python slowly
 
 
 async def spawn(*args: str) -> asyncio.subprocess.Process:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
-    )
+    path = os.pathsep.join(filter(None, [SESSIONKV_ROOT, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         WORKER,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import sessionkv
 from sessionkv import (
     BackendError,
     BackendTimeoutError,
@@ -26,6 +27,18 @@ from sessionkv.backends import _sqlite_schema as sql
 from sessionkv.contract_tests import ManualClock
 
 pytestmark = pytest.mark.sqlite
+
+
+# Child interpreters import the very sessionkv this process imported.
+CHILD_ENV = dict(
+    os.environ,
+    PYTHONPATH=os.pathsep.join(
+        filter(
+            None,
+            [str(Path(sessionkv.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")],
+        )
+    ),
+)
 
 
 def rows_in_file(path: Path) -> int:
@@ -291,7 +304,7 @@ def test_module_imports_without_aiosqlite_and_names_the_extra(tmp_path: Path) ->
         "    print(exc)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=os.environ
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=CHILD_ENV
     )
     assert 'pip install "sessionkv[sqlite]"' in out.stdout
 
@@ -359,6 +372,7 @@ def test_read_only_file_and_directory_are_clear_errors() -> None:
             capture_output=True,
             text=True,
             check=True,
+            env=CHILD_ENV,
         ).stdout.splitlines()
         assert len(out) == 2, out
         for line, path in zip(out, [ro_file, ro_dir / "kv.db"], strict=True):
