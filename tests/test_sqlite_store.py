@@ -193,6 +193,14 @@ async def test_background_sweep_runs_on_its_interval(tmp_path: Path) -> None:
 # -- prefix scans ------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
+async def test_prefix_no_key_can_have_is_an_empty_result() -> None:
+    async with SQLiteSessionKVStore(":memory:") as store:
+        await store.set("a", b"v", 60)
+        assert await store.keys("a\ud800") == []
+        assert await store.scan("\udfff") == []
+
+
 def test_prefix_upper_bound() -> None:
     assert sql.prefix_upper_bound(b"") is None
     assert sql.prefix_upper_bound(b"\xff\xff") is None
