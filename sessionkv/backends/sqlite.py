@@ -420,34 +420,24 @@ class SQLiteSessionKVStore(SessionKVStore):
             found.update(rows)
         return [found.get(key) for key in encoded]
 
-    def _range(
-        self, prefix: str, statements: tuple[str, str, str]
-    ) -> tuple[str, tuple[Any, ...]] | None:
-        """The statement and parameters for the half-open key range of ``prefix``, or
-        ``None`` when no key can match (a lone surrogate: keys are valid UTF-8)."""
+    def _range(self, prefix: str, statements: tuple[str, str, str]) -> tuple[str, tuple[Any, ...]]:
+        """The statement and parameters for the half-open key range of ``prefix``."""
         now = self._clock()
         if not prefix:
             return statements[0], (self._ns, now)
-        try:
-            low = prefix.encode()
-        except UnicodeEncodeError:
-            return None
+        low = prefix.encode()
         high = sql.prefix_upper_bound(low)
         if high is None:
             return statements[1], (self._ns, low, now)
         return statements[2], (self._ns, low, high, now)
 
     async def _keys(self, prefix: str) -> list[str]:
-        query = self._range(prefix, (sql.KEYS_ALL, sql.KEYS_FROM, sql.KEYS_RANGE))
-        if query is None:
-            return []
-        return [row[0].decode() for row in await self._fetch(*query)]
+        statement, params = self._range(prefix, (sql.KEYS_ALL, sql.KEYS_FROM, sql.KEYS_RANGE))
+        return [row[0].decode() for row in await self._fetch(statement, params)]
 
     async def _scan(self, prefix: str) -> list[tuple[str, bytes]]:
-        query = self._range(prefix, (sql.SCAN_ALL, sql.SCAN_FROM, sql.SCAN_RANGE))
-        if query is None:
-            return []
-        return [(k.decode(), v) for k, v in await self._fetch(*query)]
+        statement, params = self._range(prefix, (sql.SCAN_ALL, sql.SCAN_FROM, sql.SCAN_RANGE))
+        return [(k.decode(), v) for k, v in await self._fetch(statement, params)]
 
     async def _delete(self, keys: list[str]) -> None:
         unique = _unique_encoded(keys)

@@ -275,6 +275,12 @@ class StoreContractTests(ContractFixtures):
         )
         assert sorted(await store.keys("a")) == sorted(k for k in keys if k.startswith("a"))
 
+    async def test_prefix_no_key_can_start_with_lists_nothing(self, store: SessionKVStore) -> None:
+        await store.mset([("a", b"", LONG_TTL), ("a\U0010ffff", b"", LONG_TTL)])
+        for prefix in ("\ud800", "a\udfff"):  # lone surrogates: no storable key holds one
+            assert await store.keys(prefix) == []
+            assert await store.scan(prefix) == []
+
     async def test_scan_matches_keys_and_mget(self, store: SessionKVStore) -> None:
         await store.mset(
             [(f"s/{i}", b"%d" % i, LONG_TTL) for i in range(20)] + [("t", b"", LONG_TTL)]

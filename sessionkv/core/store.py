@@ -31,19 +31,24 @@ from .types import StoreSemantics
 __all__ = ["SessionKVStore", "check_key", "check_ttl", "check_value"]
 
 
+def _utf8_encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_key(key: object) -> str:
     """Return ``key`` if it is a storable key: a non-empty str encodable as UTF-8."""
     if not isinstance(key, str):
         raise TypeError(f"key must be str, not {type(key).__name__}")
     if not key:
         raise InvalidKeyError("key must not be empty")
-    if not key.isascii():
-        try:
-            key.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidKeyError(
-                f"key {key!r} is not encodable as UTF-8 (it holds a lone surrogate)"
-            ) from None
+    if not _utf8_encodable(key):
+        raise InvalidKeyError(f"key {key!r} is not encodable as UTF-8 (it holds a lone surrogate)")
     return key
 
 
@@ -269,6 +274,8 @@ class SessionKVStore(abc.ABC):
             raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
         if self._state is not _State.OPEN:
             await self._ensure_open()
+        if not _utf8_encodable(prefix):
+            return []  # keys are valid UTF-8, so none starts with a lone surrogate
         try:
             return await self._keys(prefix)
         except SessionKVError:
@@ -283,6 +290,8 @@ class SessionKVStore(abc.ABC):
             raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
         if self._state is not _State.OPEN:
             await self._ensure_open()
+        if not _utf8_encodable(prefix):
+            return []
         try:
             return await self._scan(prefix)
         except SessionKVError:

@@ -70,6 +70,8 @@ class SessionInfo:
     def from_dict(cls, data: dict[str, Any]) -> SessionInfo:
         """Build from :meth:`to_dict` output; unknown keys are ignored (newer writers),
         a missing required key raises :class:`TypeError`."""
+        if data.keys() == _FIELDS:  # the common case: a record this version wrote
+            return cls(**data)
         missing = [name for name in _REQUIRED if name not in data]
         if missing:
             raise TypeError(f"SessionInfo.from_dict: missing required key(s) {missing}")
