@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.periodic import PeriodicTask
+
 __all__ = ["Lease", "LeasePool", "lease_ttl"]
 
 log = logging.getLogger("sessionkv.etcd")
@@ -73,7 +75,9 @@ class LeasePool:
         self._current: dict[int, Lease] = {}
         self._granting: dict[int, asyncio.Future[Lease]] = {}
         self._retired: dict[str, Lease] = {}
-        self._janitor: asyncio.Task[None] | None = None
+        self._janitor = PeriodicTask(
+            f"sessionkv etcd lease janitor {id(self):x}", _JANITOR_TICK, self.sweep
+        )
 
     @property
     def tracked(self) -> int:
@@ -81,18 +85,12 @@ class LeasePool:
         return len(self._current) + len(self._retired)
 
     def start(self) -> None:
-        self._janitor = asyncio.get_running_loop().create_task(
-            self._janitor_loop(), name=f"sessionkv-etcd-lease-janitor-{id(self):x}"
-        )
+        self._janitor.start()
 
     async def close(self) -> None:
         """Stop the janitor. Leases that still hold keys are left to expire: closing a
         store does not shorten the life of what it wrote."""
-        if self._janitor is not None:
-            self._janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._janitor
-            self._janitor = None
+        await self._janitor.stop()
         for pending in self._granting.values():
             pending.cancel()
         # Leases no key holds would otherwise outlive the store by their whole TTL.
@@ -169,16 +167,6 @@ class LeasePool:
         lease.retired = True
         lease.next_check = self._clock() + _FIRST_CHECK
         self._retired[lease.id] = lease
-
-    async def _janitor_loop(self) -> None:
-        while True:
-            await asyncio.sleep(_JANITOR_TICK)
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the next tick tries again
-                log.debug("etcd lease janitor: %s", exc)
 
     async def sweep(self) -> int:
         """Retire current leases past their window, revoke retired ones no key holds,

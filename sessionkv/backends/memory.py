@@ -9,7 +9,6 @@ the live ones. Reads filter expired entries, so the sweep only frees memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from ..core.errors import ConfigurationError
+from ..core.periodic import PeriodicTask
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ..core.urls import parse_store_url
@@ -67,7 +67,9 @@ class InMemorySessionKVStore(SessionKVStore):
         self._index = SortedList()
         # (expires_at, key); stale when the key was since rewritten, refreshed or deleted
         self._expiries: list[tuple[float, str]] = []
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = PeriodicTask(
+            f"sessionkv memory sweep {id(self):x}", self._sweep_interval, self.purge_expired
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> InMemorySessionKVStore:
@@ -79,24 +81,13 @@ class InMemorySessionKVStore(SessionKVStore):
     # -- lifecycle -----------------------------------------------------------------
 
     async def _start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(
-            self._sweep_forever(), name=f"sessionkv-memory-sweep-{id(self):x}"
-        )
+        self._sweeper.start()
 
     async def _close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._sweeper.stop()
         self._entries.clear()
         self._index.clear()
         self._expiries.clear()
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            await self.purge_expired()
 
     async def purge_expired(self) -> int:
         """Free every expired entry now; returns how many were freed."""

@@ -28,6 +28,7 @@ from ..core.errors import (
     BackendUnavailableError,
     ConfigurationError,
 )
+from ..core.periodic import PeriodicTask
 from ..core.plugins import import_client
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
@@ -176,7 +177,16 @@ class RedisSessionKVStore(SessionKVStore):
         prefix = namespace_prefix(self.namespace)
         self._data_prefix = prefix + b"k:"
         self._index_keys = (prefix + b"idx", prefix + b"exp")
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = (
+            PeriodicTask(
+                f"sessionkv redis index sweep {id(self):x}",
+                self._sweep_interval,
+                self.purge_expired,
+                describe=self._translate_error,
+            )
+            if self._sweep_interval > 0
+            else None
+        )
         self._execute: Callable[..., Awaitable[Any]] = _not_started
         self._slots = asyncio.Semaphore(1)
         self._slot_timeout = DEFAULT_TIMEOUT
@@ -233,34 +243,16 @@ class RedisSessionKVStore(SessionKVStore):
                 with contextlib.suppress(Exception):
                     await client.aclose()
             raise
-        if self._sweep_interval > 0:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                self._sweep_forever(), name=f"sessionkv-redis-sweep-{id(self):x}"
-            )
+        if self._sweeper is not None:
+            self._sweeper.start()
 
     async def _close(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+            await self._sweeper.stop()
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
             self._execute = _not_started
             await client.aclose()
-
-    async def _sweep_forever(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                await self.purge_expired()
-            except Exception as exc:  # noqa: BLE001 - the next round retries
-                if not failing:
-                    log.warning("%r: index sweep failed: %s", self, self._translate_error(exc))
-                failing = True
-            else:
-                failing = False
 
     async def purge_expired(self) -> int:
         """Remove expired keys from the namespace's index now; returns how many.

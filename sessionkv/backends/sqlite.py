@@ -30,6 +30,7 @@ from ..core.errors import (
     SessionKVError,
     StoreClosedError,
 )
+from ..core.periodic import PeriodicTask
 from ..core.plugins import import_client
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
@@ -153,7 +154,9 @@ class SQLiteSessionKVStore(SessionKVStore):
         # Held for a multi-statement transaction; single statements wait for it, so none
         # lands inside another task's transaction on the shared connection.
         self._txn_lock = asyncio.Lock()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = PeriodicTask(
+            f"sessionkv sqlite sweep {id(self):x}", self._sweep_interval, self.purge_expired
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteSessionKVStore:
@@ -230,9 +233,7 @@ class SQLiteSessionKVStore(SessionKVStore):
                 raise self._open_error(exc) from exc
             raise
         self._conn = conn
-        self._sweeper = asyncio.get_running_loop().create_task(
-            self._sweep_forever(), name=f"sessionkv-sqlite-sweep-{id(self):x}"
-        )
+        self._sweeper.start()
 
     def _make_parent_directory(self) -> None:
         parent = os.path.dirname(os.path.abspath(self._path))
@@ -302,11 +303,7 @@ class SQLiteSessionKVStore(SessionKVStore):
         return int(next(iter(rows))[0])
 
     async def _close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._sweeper.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -462,15 +459,6 @@ class SQLiteSessionKVStore(SessionKVStore):
         )
 
     # -- expiry sweep ------------------------------------------------------------------
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            # Jitter keeps processes that started together from sweeping in lockstep.
-            await asyncio.sleep(self._sweep_interval * random.uniform(0.8, 1.2))
-            try:
-                await self.purge_expired()
-            except Exception as exc:  # noqa: BLE001 - a failed sweep is retried next time
-                log.warning("%r: expiry sweep failed, retrying later: %s", self, exc)
 
     async def purge_expired(self) -> int:
         """Delete every expired row (of every namespace in the file) now, in batches of
