@@ -20,10 +20,6 @@ from ..core.types import SessionInfo
 from ..core.urls import redact_url
 from ._output import format_table
 
-# The registry keeps session records under "s/<call>/<session>" (sessionkv.core.registry);
-# listing every call is one scan of that prefix.
-SESSION_PREFIX = "s/"
-
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -39,22 +35,12 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-async def _all_sessions(store: SessionKVStore) -> list[SessionInfo]:
-    found = []
-    for _, raw in await store.scan(SESSION_PREFIX):
-        try:
-            found.append(SessionInfo.from_dict(json.loads(raw)))
-        except (ValueError, TypeError):
-            continue  # not a session record: skip it, as the registry does
-    return found
-
-
 async def list_sessions(
     store: SessionKVStore, call_id: str | None
 ) -> list[tuple[SessionInfo, bool]]:
     """Each session (of ``call_id``, or of every call) with whether a close is pending."""
     registry = SessionRegistry(store, node_id="sessionkv-cli")
-    infos = await (registry.get_for_call(call_id) if call_id else _all_sessions(store))
+    infos = await (registry.get_for_call(call_id) if call_id else registry.get_all())
     by_call: dict[str, dict[str, str]] = defaultdict(dict)
     for info in infos:
         by_call[info.call_id][info.session_id] = info.call_id

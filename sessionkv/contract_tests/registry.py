@@ -105,6 +105,12 @@ class RegistryContractTests(ContractFixtures):
                 ("s2", "node-b"),
             ]
         assert await a.get_for_call("no-such-call") == []
+        everything = await b.get_all()
+        assert sorted((i.call_id, i.session_id) for i in everything) == [
+            ("call", "s1"),
+            ("call", "s2"),
+            ("call2", "s3"),
+        ], "get_all() must list every live session of every call"
 
     async def test_ids_with_any_characters_never_leak_between_calls(
         self, nodes: tuple[SessionRegistry, SessionRegistry]

@@ -180,8 +180,15 @@ class SessionRegistry:
     async def get_for_call(self, call_id: str) -> list[SessionInfo]:
         """Every live session of ``call_id`` across all nodes: one prefix scan."""
         call_id = _check_id("call_id", call_id)
-        items = await self._store.scan(f"s/{escape_segment(call_id)}/")
-        found = [self._decode(key, raw) for key, raw in items]
+        return await self._scan_sessions(f"s/{escape_segment(call_id)}/")
+
+    async def get_all(self) -> list[SessionInfo]:
+        """Every live session of every call on every node: one scan of the whole
+        registry, for operators' tools rather than a node's hot path."""
+        return await self._scan_sessions("s/")
+
+    async def _scan_sessions(self, prefix: str) -> list[SessionInfo]:
+        found = [self._decode(key, raw) for key, raw in await self._store.scan(prefix)]
         return [info for info in found if info is not None]
 
     async def update_metrics(
