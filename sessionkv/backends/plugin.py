@@ -4,7 +4,6 @@ entry point (group ``sessionkv``) exactly as a third-party plugin's are."""
 from __future__ import annotations
 
 from ..core.plugins import BackendSpec, hookimpl
-from ..core.types import StoreSemantics
 
 BUILTIN_BACKENDS = (
     BackendSpec(
@@ -20,18 +19,6 @@ BUILTIN_BACKENDS = (
         requires=("aiosqlite",),
         extra="sqlite",
         description="embedded file, shared by processes on one host",
-        # The store's semantics depend on its URL (in-memory is not shared), so the
-        # class declares none; this is the file case, checked against a real store
-        # by tests/test_readme_table.py.
-        semantics=StoreSemantics(
-            ttl_resolution=0.0,
-            min_ttl=0.0,
-            expiry_lag=0.0,
-            shared_across_processes=True,
-            shared_across_hosts=False,
-            atomic_mset=True,
-            scan_cost="O(log n + k)",
-        ),
     ),
     BackendSpec(
         name="redis",

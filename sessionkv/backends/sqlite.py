@@ -116,6 +116,9 @@ class SQLiteSessionKVStore(SessionKVStore):
     must use the same clock.
     """
 
+    # The declaration of its usual use, a file; an in-memory store narrows it (below).
+    SEMANTICS = _SHARED_FILE
+
     def __init__(
         self,
         path: str | os.PathLike[str] = MEMORY,
