@@ -326,7 +326,7 @@ async def test_tls_with_acl_user(
     with pytest.raises(BackendError, match="refused the credentials") as refused:
         await RedisSessionKVStore(wrong).get("k")
     failures.append(refused.value)
-    untrusted = redis_tls_server.url.split("?", 1)[0]  # no ssl_ca_certs: self-signed
+    untrusted = redis_tls_server.url.split("?", 1)[0]  # no ssl_ca_certs: the test CA is not trusted
     with pytest.raises(BackendUnavailableError) as unverified:
         await RedisSessionKVStore(untrusted, timeout=2).get("k")
     failures.append(unverified.value)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from . import free_port, require_binary, wait_until
+from .tls import make_test_certificates
 
 __all__ = ["EtcdCluster", "EtcdMember", "etcd_cluster", "etcd_server", "start_etcd"]
 
@@ -130,60 +131,6 @@ def _temp_root() -> str:
     return tempfile.mkdtemp(prefix="sessionkv-etcd-", dir=base)
 
 
-def _make_certificates(root: str) -> tuple[str, str, str]:
-    """A throw-away CA and a certificate for 127.0.0.1 signed by it (``cryptography``,
-    which etcd3-py depends on); returns the CA, certificate and key file paths."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sessionkv test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = tuple(os.path.join(root, name) for name in ("ca.pem", "server.pem", "server-key.pem"))
-    pem = serialization.Encoding.PEM
-    with open(paths[0], "wb") as f:
-        f.write(ca.public_bytes(pem))
-    with open(paths[1], "wb") as f:
-        f.write(cert.public_bytes(pem))
-    with open(paths[2], "wb") as f:
-        f.write(
-            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
-    return paths[0], paths[1], paths[2]
-
-
 def start_etcd(
     size: int = 1, *, tls: bool = False, flags: dict[str, str] | None = None
 ) -> EtcdCluster:
@@ -195,7 +142,8 @@ def start_etcd(
     root = _temp_root()
     ca_file = cert_file = key_file = None
     if tls:
-        ca_file, cert_file, key_file = _make_certificates(root)
+        files = make_test_certificates(root)
+        ca_file, cert_file, key_file = files.ca, files.cert, files.key
     members = [
         EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(root, f"m{i}"), ca_file)
         for i in range(size)

@@ -11,8 +11,6 @@ directory removed when the fixture ends. :meth:`RedisServer.stop` and
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -26,11 +24,10 @@ from urllib.parse import quote
 import pytest
 
 from . import free_port, require_binary, unavailable, wait_until
+from .tls import TLSFiles, make_test_certificates
 
 __all__ = [
     "RedisServer",
-    "TLSFiles",
-    "make_self_signed_cert",
     "redis_server",
     "redis_tls_server",
     "start_redis",
@@ -38,14 +35,6 @@ __all__ = [
 
 INSTALL_HINT = "apt-get install redis-server (Debian/Ubuntu) or https://redis.io/download"
 STARTUP_TIMEOUT = 15.0
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    """A self-signed certificate (also its own CA) and its key, as PEM files."""
-
-    cert: str
-    key: str
 
 
 @dataclass
@@ -68,7 +57,7 @@ class RedisServer:
     def url(self) -> str:
         """``redis://`` (or ``rediss://`` with ``?ssl_ca_certs=``) with credentials, db 0."""
         scheme = "rediss" if self.tls else "redis"
-        query = f"?ssl_ca_certs={quote(self.tls.cert)}" if self.tls else ""
+        query = f"?ssl_ca_certs={quote(self.tls.ca)}" if self.tls else ""
         return f"{scheme}://{self._userinfo()}127.0.0.1:{self.port}/0{query}"
 
     @property
@@ -102,7 +91,7 @@ class RedisServer:
                 "--tls-port", str(self.port),
                 "--tls-cert-file", self.tls.cert,
                 "--tls-key-file", self.tls.key,
-                "--tls-ca-cert-file", self.tls.cert,
+                "--tls-ca-cert-file", self.tls.ca,
                 "--tls-auth-clients", "no",
             ]  # fmt: skip
         if self.password is not None:
@@ -196,7 +185,7 @@ def start_redis(
     binary, or without TLS support in this build when ``tls`` is asked for."""
     binary = require_binary("redis-server", INSTALL_HINT)
     root = tempfile.mkdtemp(prefix="skv-redis-")
-    files = make_self_signed_cert(root) if tls else None
+    files = make_test_certificates(root) if tls else None
     server = RedisServer(binary, free_port(), root, username, password, files)
     try:
         server.start()
@@ -210,70 +199,6 @@ def start_redis(
         server.close()
         raise
     return server
-
-
-def make_self_signed_cert(directory: str) -> TLSFiles:
-    """A certificate for ``127.0.0.1`` and ``localhost``, valid one day, signed by itself:
-    made with the ``cryptography`` package when installed, else the ``openssl`` command."""
-    files = TLSFiles(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
-    try:
-        _write_cert_with_cryptography(files)
-    except ImportError:
-        _write_cert_with_openssl(files)
-    return files
-
-
-def _write_cert_with_openssl(files: TLSFiles) -> None:
-    binary = shutil.which("openssl")
-    if binary is None:
-        unavailable("making a test certificate needs the cryptography package or openssl")
-        raise AssertionError("unreachable")
-    args = [
-        binary, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-days", "1", "-subj", "/CN=sessionkv test",
-        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-keyout", files.key, "-out", files.cert,
-    ]  # fmt: skip
-    subprocess.run(args, check=True, capture_output=True, timeout=30)
-
-
-def _write_cert_with_cryptography(files: TLSFiles) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sessionkv test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    with open(files.cert, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(files.key, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
 
 
 @pytest.fixture(scope="session")
@@ -290,7 +215,7 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_tls_server() -> Iterator[RedisServer]:
     """A TLS-only Redis with ACL user ``alice``: ``.url`` is ``rediss://alice:...@...``
-    with ``ssl_ca_certs`` pointing at its self-signed certificate."""
+    with ``ssl_ca_certs`` pointing at the test CA that signed its certificate."""
     server = start_redis(username="alice", password="s3cret:p@ss/word", tls=True)
     try:
         yield server
