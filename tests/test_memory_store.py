@@ -65,7 +65,7 @@ async def test_close_releases_everything() -> None:
     store = InMemorySessionKVStore()
     await store.set("k", b"v", 10)
     await store.close()
-    assert not store._entries and not store._sweeper.running
+    assert not store._entries and store._sweeper is None
 
 
 def test_url_forms() -> None:

@@ -23,14 +23,25 @@ def test_escaping_is_injective_and_never_yields_a_separator() -> None:
 
 
 @pytest.mark.asyncio
-async def test_registry_closes_only_the_store_it_made() -> None:
+async def test_stop_closes_the_store_given_or_made() -> None:
     async with SessionRegistry() as own:
         store = own.store
     assert store.closed
-    shared = InMemorySessionKVStore()
-    async with SessionRegistry(shared):
+    given = InMemorySessionKVStore()
+    async with SessionRegistry(given):
         pass
+    assert given.closed, "the seed: stop() closes the storage backend, given or made"
+
+
+@pytest.mark.asyncio
+async def test_close_store_false_leaves_a_shared_store_open() -> None:
+    shared = InMemorySessionKVStore()
+    async with SessionRegistry(shared, close_store=False), SessionRegistry(
+        shared, close_store=False
+    ) as second:
+        await second.register("call", "s")
     assert not shared.closed
+    assert await shared.keys("") == ["s/call/s"]
     await shared.close()
 
 
@@ -55,7 +66,7 @@ async def test_unreadable_record_is_skipped_not_fatal(caplog: pytest.LogCaptureF
 
 
 def test_session_info_round_trip_and_unknown_keys() -> None:
-    info = SessionInfo("s", "c", "n", 1.0, None, {"a": 1})
+    info = SessionInfo("s", "c", "n", 1.0, 2.0, {"a": 1})
     data = info.to_dict()
     assert SessionInfo.from_dict({**data, "future_field": True}) == info
     for key in ("session_id", "call_id", "node_id", "started_at", "metrics_updated_at"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BackendTimeoutError, BackendUnavailableError
-from ..core.plugins import import_client
+from ..core.imports import import_client
 
 if TYPE_CHECKING:
     from etcd3 import AioClient

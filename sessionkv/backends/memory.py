@@ -16,17 +16,17 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
+from ..core.checks import check_seconds
 from ..core.errors import ConfigurationError
-from ..core.periodic import PeriodicTask
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ..core.urls import parse_store_url
 
 __all__ = ["InMemorySessionKVStore"]
 
-# The sweep yields to the event loop after this many entries, so a mass expiry never
-# blocks other tasks for long.
-_SWEEP_BATCH = 1000
+_SWEEP_YIELD_EVERY = 1000
+"""The sweep yields to the event loop after this many heap entries, so a mass expiry
+never blocks other tasks for long."""
 
 
 class InMemorySessionKVStore(SessionKVStore):
@@ -44,6 +44,8 @@ class InMemorySessionKVStore(SessionKVStore):
         shared_across_hosts=False,
         atomic_mset=True,
         scan_cost="O(log n + k)",
+        max_key_bytes=1024,
+        atomic_compare_and_set=True,  # no await between the check and the write
     )
 
     def __init__(
@@ -56,20 +58,13 @@ class InMemorySessionKVStore(SessionKVStore):
         super().__init__(namespace=namespace)
         if not callable(clock):
             raise TypeError("clock must be a callable returning seconds")
-        if isinstance(sweep_interval, bool) or not isinstance(sweep_interval, (int, float)):
-            raise TypeError("sweep_interval must be a number of seconds")
-        if not sweep_interval > 0:
-            raise ValueError("sweep_interval must be > 0")
         self._clock = clock
-        self._sweep_interval = float(sweep_interval)
+        self._sweep_every = check_seconds("sweep_interval", sweep_interval)
         # key -> (value, expires_at)
         self._entries: dict[str, tuple[bytes, float]] = {}
         self._index = SortedList()
         # (expires_at, key); stale when the key was since rewritten, refreshed or deleted
         self._expiries: list[tuple[float, str]] = []
-        self._sweeper = PeriodicTask(
-            f"sessionkv memory sweep {id(self):x}", self._sweep_interval, self.purge_expired
-        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> InMemorySessionKVStore:
@@ -80,11 +75,7 @@ class InMemorySessionKVStore(SessionKVStore):
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def _start(self) -> None:
-        self._sweeper.start()
-
     async def _close(self) -> None:
-        await self._sweeper.stop()
         self._entries.clear()
         self._index.clear()
         self._expiries.clear()
@@ -101,7 +92,7 @@ class InMemorySessionKVStore(SessionKVStore):
                 self._remove(key)
                 freed += 1
             popped += 1
-            if popped % _SWEEP_BATCH == 0:
+            if popped % _SWEEP_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
                 now = self._clock()
         # Refreshes leave stale heap entries behind; rebuild when they dominate.
@@ -109,6 +100,9 @@ class InMemorySessionKVStore(SessionKVStore):
             self._expiries = [(exp, key) for key, (_, exp) in self._entries.items()]
             heapq.heapify(self._expiries)
         return freed
+
+    async def _sweep(self) -> int:
+        return await self.purge_expired()
 
     # -- primitives ------------------------------------------------------------------
 
@@ -133,6 +127,14 @@ class InMemorySessionKVStore(SessionKVStore):
         if only_if_exists and self._live(key, now) is None:
             return
         self._put(key, value, now + ttl)
+
+    async def _compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        now = self._clock()
+        entry = self._live(key, now)
+        if entry is None or entry[0] != expected:
+            return False
+        self._put(key, value, now + ttl)
+        return True
 
     async def _mset(self, items: list[tuple[str, bytes, float]]) -> None:
         now = self._clock()

@@ -29,7 +29,7 @@ from ..core.errors import (
     ConfigurationError,
 )
 from ..core.periodic import PeriodicTask
-from ..core.plugins import import_client
+from ..core.imports import import_client
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ..core.urls import StoreURL, parse_store_url

@@ -68,8 +68,9 @@ class RegistryContractTests(ContractFixtures):
     async def nodes(
         self, node_stores: tuple[SessionKVStore, SessionKVStore], registry_ttl: float
     ) -> AsyncIterator[tuple[SessionRegistry, SessionRegistry]]:
-        a = SessionRegistry(node_stores[0], node_id="node-a", ttl=registry_ttl)
-        b = SessionRegistry(node_stores[1], node_id="node-b", ttl=registry_ttl)
+        # The fixtures own the stores: the registries must not close them.
+        a = SessionRegistry(node_stores[0], node_id="node-a", ttl=registry_ttl, close_store=False)
+        b = SessionRegistry(node_stores[1], node_id="node-b", ttl=registry_ttl, close_store=False)
         async with a, b:
             yield a, b
 
@@ -87,7 +88,10 @@ class RegistryContractTests(ContractFixtures):
             "shared_across_processes=True (declare False if it is not shared)"
         )
         assert (info.call_id, info.session_id, info.node_id) == ("call", "sess", "node-a")
-        assert info.metrics == {} and info.metrics_updated_at is None
+        assert info.metrics == {}, "a new registration has no metrics"
+        assert info.metrics_updated_at == info.started_at, (
+            "metrics_updated_at is a float: started_at until the first update_metrics"
+        )
         assert await b.get("call", "other") is None
         assert await b.get("other", "sess") is None
 

@@ -7,10 +7,11 @@ leases; one implementation keeps their start, stop and failure handling alike.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+
+from .checks import check_seconds
 
 __all__ = ["PeriodicTask"]
 
@@ -34,10 +35,8 @@ class PeriodicTask:
         jitter: float = 0.2,
         describe: Callable[[Exception], object] = str,
     ) -> None:
-        if not interval > 0:
-            raise ValueError("interval must be > 0")
         self._name = name
-        self._interval = interval
+        self._interval = check_seconds("interval", interval)
         self._job = job
         self._jitter = jitter
         self._describe = describe  # lets a store keep driver details out of the log
@@ -53,12 +52,13 @@ class PeriodicTask:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
 
     async def stop(self) -> None:
-        """Cancel the loop and wait until it has stopped (idempotent)."""
+        """Cancel the loop and wait until it has stopped (idempotent). A cancellation
+        of the caller itself still propagates: only the loop's own is absorbed."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # wait() never raises the task's CancelledError, but does raise the caller's.
+            await asyncio.wait({task})
 
     async def _run(self) -> None:
         failing = False

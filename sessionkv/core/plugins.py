@@ -28,6 +28,7 @@ from typing import Any
 import pluggy
 
 from .errors import ConfigurationError, MissingExtraError, SessionKVWarning, UnknownBackendError
+from .imports import import_client
 from .store import SessionKVStore
 from .types import StoreSemantics
 from .urls import redact_url, url_scheme
@@ -239,17 +240,6 @@ def available_backends() -> list[BackendInfo]:
         for spec, plugin in found.backends
     ]
     return infos + list(found.broken)
-
-
-def import_client(
-    module: str, *, backend: str, extra: str, package: str = "sessionkv"
-) -> ModuleType:
-    """Import a backend's client library, or raise :class:`MissingExtraError` naming
-    the pip extra that installs it. Backends call this at first use, never at import."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(backend, extra, module, package=package) from exc
 
 
 def load_backend(spec: BackendSpec) -> type[SessionKVStore]:

@@ -1,83 +1,40 @@
 """The store interface: :class:`SessionKVStore`, the abstract base of every backend.
 
 The public methods validate arguments, check the store's state and map driver errors
-once, here; a backend implements only small private primitives (``_set``, ``_get``,
-``_keys``, ``_delete``, ``_expire``) and overrides the batch ones (``_mset``,
-``_mget``, ``_scan``) where it can do them in fewer round trips.
+once, here (:class:`_DriverErrors`); a backend implements only small private
+primitives (``_set``, ``_get``, ``_keys``, ``_delete``, ``_expire``) and overrides the
+batch ones (``_mset``, ``_mget``, ``_scan``, ``_compare_and_set``) where it can do them
+in fewer round trips or atomically. The base also owns the lifecycle every backend
+shares: a lazy, race-free start, an idempotent close, the optional background sweep
+(:attr:`SessionKVStore._sweep_every` + :meth:`SessionKVStore._sweep`) and a
+``ResourceWarning`` for a store left open.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import atexit
 import enum
-import math
+import warnings
+import weakref
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, ClassVar
 
+from .checks import check_key, check_keys, check_ttl, check_value, utf8_length
 from .errors import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigurationError,
-    InvalidKeyError,
-    InvalidTTLError,
     SessionKVError,
     StoreClosedError,
 )
+from .periodic import PeriodicTask
 from .types import StoreSemantics
 
 __all__ = ["SessionKVStore", "check_key", "check_ttl", "check_value"]
-
-
-def _utf8_encodable(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def check_key(key: object) -> str:
-    """Return ``key`` if it is a storable key: a non-empty str encodable as UTF-8."""
-    if not isinstance(key, str):
-        raise TypeError(f"key must be str, not {type(key).__name__}")
-    if not key:
-        raise InvalidKeyError("key must not be empty")
-    if not _utf8_encodable(key):
-        raise InvalidKeyError(f"key {key!r} is not encodable as UTF-8 (it holds a lone surrogate)")
-    return key
-
-
-def check_value(value: object) -> bytes:
-    """Return ``value`` as ``bytes``; any bytes-like object is accepted, ``b""`` too."""
-    if type(value) is bytes:
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(f"value must be bytes, not {type(value).__name__}")
-
-
-def check_ttl(ttl: object) -> float:
-    """Return ``ttl`` as a float if it is a finite number of seconds > 0."""
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
-    ttl = float(ttl)
-    if not (ttl > 0 and math.isfinite(ttl)):
-        raise InvalidTTLError(f"ttl must be a finite number > 0, not {ttl!r}")
-    return ttl
-
-
-def check_keys(keys: object) -> list[str]:
-    """Return ``keys`` as a list of checked keys; a lone str is a mistake, not a list."""
-    if isinstance(keys, (str, bytes)):
-        raise TypeError("expected a list of keys, not a single " + type(keys).__name__)
-    if not isinstance(keys, Iterable):
-        raise TypeError(f"expected a list of keys, not {type(keys).__name__}")
-    return [check_key(key) for key in keys]
 
 
 class _State(enum.Enum):
@@ -86,13 +43,55 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+class _DriverErrors:
+    """``with store._errors: ...`` maps whatever the driver raised to sessionkv's tree,
+    once, with the original as ``__cause__`` (httpx's ``map_httpcore_exceptions``).
+    sessionkv's own errors pass through untouched (never wrapped twice); anything
+    raised after the store was closed under an operation is :class:`StoreClosedError`
+    ("you closed it"), not a backend failure. Cancellation passes through."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SessionKVStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        store = self._store
+        if store._state is _State.CLOSED and not isinstance(exc, StoreClosedError):
+            raise StoreClosedError(f"{store!r} was closed during the operation") from exc
+        if isinstance(exc, SessionKVError):
+            return False
+        raise store._translate_error(exc) from exc
+
+
+# Stores that are open now, to name the ones a process leaves open at exit.
+_open_stores: weakref.WeakSet[SessionKVStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _warn_unclosed_at_exit() -> None:
+    for store in list(_open_stores):
+        store._warn_unclosed()
+
+
 class SessionKVStore(abc.ABC):
     """An async key-value store with per-key TTLs and literal prefix scans.
 
-    Keys are non-empty ``str`` (any characters, stored exactly); values are ``bytes``,
-    ``b""`` included. Missing and expired keys are the same thing: absent. A store is
-    started by ``await start()`` or ``async with``, or lazily by its first operation;
-    once closed it raises :class:`StoreClosedError`.
+    Keys are non-empty ``str`` (any characters, stored exactly, up to
+    ``semantics.max_key_bytes`` UTF-8 bytes); values are ``bytes``, ``b""`` included.
+    Missing and expired keys are the same thing: absent. A store is started by
+    ``await start()`` or ``async with``, or lazily by its first operation; once closed
+    it raises :class:`StoreClosedError`.
 
     Subclasses set :attr:`SEMANTICS` (or override :attr:`semantics`) and implement the
     private primitives; see the module docstring.
@@ -101,12 +100,23 @@ class SessionKVStore(abc.ABC):
     SEMANTICS: ClassVar[StoreSemantics | None] = None
     """The backend's declared semantics; read them through :attr:`semantics`."""
 
+    _sweep_every: float = 0.0
+    """Seconds between background :meth:`_sweep` runs while the store is open (0: no
+    sweep). A backend sets it in ``__init__``; the base starts and stops the loop."""
+
     def __init__(self, *, namespace: str = "") -> None:
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be str, not {type(namespace).__name__}")
+        if not namespace.isascii() and utf8_length(namespace) is None:
+            raise ConfigurationError(
+                f"namespace {namespace!r} is not encodable as UTF-8 (it holds a lone surrogate)"
+            )
         self._namespace = namespace
         self._state = _State.NEW
         self._start_lock: asyncio.Lock | None = None
+        self._errors = _DriverErrors(self)
+        self._max_key: int | None = None
+        self._sweeper: PeriodicTask | None = None
 
     # -- declaration -------------------------------------------------------------
 
@@ -135,13 +145,26 @@ class SessionKVStore(abc.ABC):
         """Create a store from a URL of one of this backend's schemes."""
         raise ConfigurationError(f"{cls.__name__} cannot be created from a URL")
 
+    def _describe(self) -> str:
+        """Where the store keeps its data, for ``repr`` (``"path='x.db'"``); never a
+        credential. Backends override it; it must work on a half-built object."""
+        return ""
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(namespace={self._namespace!r}, state={self._state.value})"
+        try:
+            where = self._describe()
+        except Exception:  # noqa: BLE001 - repr of a half-built store must not raise
+            where = "?"
+        namespace = getattr(self, "_namespace", "?")
+        state = getattr(getattr(self, "_state", None), "value", "new")
+        head = f"{where}, " if where else ""
+        return f"{type(self).__name__}({head}namespace={namespace!r}, state={state})"
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and prepare; idempotent. Raises :class:`StoreClosedError` once closed."""
+        """Connect and prepare; idempotent. Raises :class:`StoreClosedError` once closed,
+        also when the store is closed while this start is still connecting."""
         if self._state is _State.OPEN:
             return
         if self._state is _State.CLOSED:
@@ -151,24 +174,64 @@ class SessionKVStore(abc.ABC):
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             if self._state is _State.NEW:
-                try:
+                with self._errors:
                     await self._start()
-                except SessionKVError:
-                    raise
-                except Exception as exc:
-                    raise self._translate_error(exc) from exc
+                if self._state is _State.CLOSED:
+                    # close() ran while we connected: what we opened is ours to release.
+                    await self._release()
+                    raise StoreClosedError(f"{self!r} was closed while it was starting")
                 self._state = _State.OPEN
+                _open_stores.add(self)
+                if self._sweep_every > 0:
+                    self._sweeper = PeriodicTask(
+                        f"sessionkv {type(self).__name__} sweep {id(self):x}",
+                        self._sweep_every,
+                        self._sweep,
+                        describe=self._describe_failure,
+                    )
+                    self._sweeper.start()
             elif self._state is _State.CLOSED:
                 raise StoreClosedError(f"{self!r} is closed")
 
     async def close(self) -> None:
-        """Release every resource; idempotent, and the store is closed even if it fails."""
+        """Release every resource; idempotent, and the store is closed even if releasing
+        fails. A ``start()`` in progress is waited for, and releases what it opened."""
         if self._state is _State.CLOSED:
             return
         was_open = self._state is _State.OPEN
         self._state = _State.CLOSED
+        _open_stores.discard(self)
         if was_open:
-            await self._close()
+            await self._release()
+        elif self._start_lock is not None and self._start_lock.locked():
+            async with self._start_lock:
+                pass
+
+    async def _release(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        try:
+            if sweeper is not None:
+                await sweeper.stop()
+        finally:
+            try:
+                await self._close()
+            except SessionKVError:
+                raise
+            except Exception as exc:
+                raise self._translate_error(exc) from exc
+
+    def _warn_unclosed(self) -> None:
+        if self._state is _State.OPEN:
+            warnings.warn(
+                f"{self!r} was never closed: close it (await store.close(), `async with`, "
+                "or let SessionRegistry.stop() close it) to release its connections",
+                ResourceWarning,
+                stacklevel=2,
+            )
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is _State.OPEN:
+            self._warn_unclosed()
 
     async def __aenter__(self) -> SessionKVStore:
         await self.start()
@@ -187,6 +250,20 @@ class SessionKVStore(abc.ABC):
             raise StoreClosedError(f"{self!r} is closed")
         await self.start()
 
+    # -- argument checks -------------------------------------------------------------
+
+    def _key(self, key: object) -> str:
+        limit = self._max_key
+        if limit is None:
+            limit = self._max_key = self.semantics.max_key_bytes
+        return check_key(key, limit)
+
+    def _key_list(self, keys: object) -> list[str]:
+        limit = self._max_key
+        if limit is None:
+            limit = self._max_key = self.semantics.max_key_bytes
+        return check_keys(keys, limit)
+
     # -- the contract --------------------------------------------------------------
 
     async def set(
@@ -194,15 +271,24 @@ class SessionKVStore(abc.ABC):
     ) -> None:
         """Upsert ``value`` with ``ttl`` seconds to live. With ``only_if_exists`` it
         writes only over a live key and never creates one."""
-        key, value, ttl = check_key(key), check_value(value), check_ttl(ttl)
+        key, value, ttl = self._key(key), check_value(value), check_ttl(ttl)
+        only_if_exists = bool(only_if_exists)  # a caller's bool() bug is not a backend error
         if self._state is not _State.OPEN:
             await self._ensure_open()
-        try:
-            await self._set(key, value, ttl, bool(only_if_exists))
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
+        with self._errors:
+            await self._set(key, value, ttl, only_if_exists)
+
+    async def compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        """Write ``value`` with ``ttl`` only if ``key`` is live and holds exactly
+        ``expected``; ``True`` if it wrote. Never creates a key. Atomic (no write
+        slips in between the check and the write) where ``semantics`` says
+        ``atomic_compare_and_set``."""
+        key, ttl = self._key(key), check_ttl(ttl)
+        expected, value = check_value(expected), check_value(value)
+        if self._state is not _State.OPEN:
+            await self._ensure_open()
+        with self._errors:
+            return bool(await self._compare_and_set(key, expected, value, ttl))
 
     async def mset(self, items: list[tuple[str, bytes, float]]) -> None:
         """``set`` for each ``(key, value, ttl)``; a later item wins over an earlier one
@@ -213,113 +299,99 @@ class SessionKVStore(abc.ABC):
         for item in items:
             if not isinstance(item, tuple) or len(item) != 3:
                 raise TypeError(f"each item must be a (key, value, ttl) tuple, not {item!r}")
-            checked.append((check_key(item[0]), check_value(item[1]), check_ttl(item[2])))
+            checked.append((self._key(item[0]), check_value(item[1]), check_ttl(item[2])))
         if not checked:
             return
         if self._state is not _State.OPEN:
             await self._ensure_open()
-        try:
+        with self._errors:
             await self._mset(checked)
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
 
     async def expire(self, *keys: str, ttl: float) -> None:
         """Give each live key ``ttl`` seconds to live from now, leaving its value alone.
         Missing or expired keys are ignored and never resurrected."""
-        checked = [check_key(key) for key in keys]
+        checked = self._key_list(keys)
         ttl = check_ttl(ttl)
         if not checked:
             return
         if self._state is not _State.OPEN:
             await self._ensure_open()
-        try:
+        with self._errors:
             await self._expire(checked, ttl)
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
 
     async def get(self, key: str) -> bytes | None:
         """The value of a live key, or ``None`` if it is missing or expired."""
-        key = check_key(key)
+        key = self._key(key)
         if self._state is not _State.OPEN:
             await self._ensure_open()
-        try:
+        with self._errors:
             return await self._get(key)
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
 
     async def mget(self, keys: list[str]) -> list[bytes | None]:
         """``get`` for each key, in input order (``None`` where missing or expired)."""
-        checked = check_keys(keys)
+        checked = self._key_list(keys)
         if not checked:
             return []
         if self._state is not _State.OPEN:
             await self._ensure_open()
-        try:
+        with self._errors:
             return await self._mget(checked)
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
 
     async def keys(self, prefix: str) -> list[str]:
         """Every live key that starts with ``prefix`` as a literal string (no wildcards),
         in ascending code-point order; ``""`` lists the whole namespace."""
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
+        if self._listable(prefix) is None:
+            return []
         if self._state is not _State.OPEN:
             await self._ensure_open()
-        if not _utf8_encodable(prefix):
-            return []  # keys are valid UTF-8, so none starts with a lone surrogate
-        try:
+        with self._errors:
             return await self._keys(prefix)
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
 
     async def scan(self, prefix: str) -> list[tuple[str, bytes]]:
         """``(key, value)`` of every live key under ``prefix``, in key order: ``keys``
         and ``mget`` in one call, which backends serve in as few round trips as they can."""
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
+        if self._listable(prefix) is None:
+            return []
         if self._state is not _State.OPEN:
             await self._ensure_open()
-        if not _utf8_encodable(prefix):
-            return []
-        try:
+        with self._errors:
             return await self._scan(prefix)
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
+
+    def _listable(self, prefix: object) -> str | None:
+        """``prefix`` if some key could start with it, else ``None`` (list nothing)."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
+        if self._state is _State.CLOSED:
+            raise StoreClosedError(f"{self!r} is closed")
+        size = utf8_length(prefix)
+        if size is None:
+            return None  # keys are valid UTF-8, so none starts with a lone surrogate
+        limit = self._max_key
+        if limit is None:
+            limit = self._max_key = self.semantics.max_key_bytes
+        return None if size > limit else prefix
 
     async def delete(self, keys: list[str]) -> None:
         """Delete the keys; missing ones are ignored."""
-        checked = check_keys(keys)
+        checked = self._key_list(keys)
         if not checked:
             return
         if self._state is not _State.OPEN:
             await self._ensure_open()
-        try:
+        with self._errors:
             await self._delete(checked)
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
 
     # -- what a backend writes -------------------------------------------------------
 
     async def _start(self) -> None:  # noqa: B027 - optional hook
-        """Connect; called once, by ``start``."""
+        """Connect; called once, by ``start``. On failure release what it opened."""
 
     async def _close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; called once, only after a successful start."""
+
+    async def _sweep(self) -> object:
+        """The background job run every :attr:`_sweep_every` seconds while open."""
+        return None
 
     @abc.abstractmethod
     async def _set(self, key: str, value: bytes, ttl: float, only_if_exists: bool) -> None: ...
@@ -348,6 +420,14 @@ class SessionKVStore(abc.ABC):
         values = await self._mget(keys) if keys else []
         return [(k, v) for k, v in zip(keys, values, strict=True) if v is not None]
 
+    async def _compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        """Not atomic: a read, then a write over a live key. A backend that can do it in
+        one step overrides this and declares ``atomic_compare_and_set=True``."""
+        if await self._get(key) != expected:
+            return False
+        await self._set(key, value, ttl, True)
+        return True
+
     def _translate_error(self, exc: Exception) -> BaseException:
         """Map a driver exception to sessionkv's tree; backends extend this. The
         original becomes the ``__cause__``. Messages must not carry credentials."""
@@ -356,3 +436,9 @@ class SessionKVStore(abc.ABC):
         if isinstance(exc, (ConnectionError, OSError)):
             return BackendUnavailableError(f"{self!r}: backend unavailable: {exc}")
         return BackendError(f"{self!r}: {type(exc).__name__}: {exc}")
+
+    def _describe_failure(self, exc: Exception) -> str:
+        """One line for the log about a failed background sweep (no credentials)."""
+        if isinstance(exc, SessionKVError):
+            return str(exc)
+        return str(self._translate_error(exc))

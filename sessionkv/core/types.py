@@ -34,22 +34,51 @@ class StoreSemantics:
     """``mset`` applies all its items or none."""
     scan_cost: str = "O(log n + k)"
     """Cost of ``keys(prefix)`` for n stored keys and k matches, for docs and tables."""
+    max_key_bytes: int = 1024
+    """Longest key, in UTF-8 bytes, the store accepts; a longer one raises
+    :class:`~sessionkv.InvalidKeyError` naming this limit. It is what the server holds
+    and still serves fast (huge keys slow down every range scan they sit in)."""
+    max_ttl: float = math.inf
+    """Longest TTL the server can apply; a longer one is lowered to this (for the
+    built-ins it is centuries: "no expiry in practice")."""
+    atomic_compare_and_set: bool = False
+    """``compare_and_set`` checks and writes in one atomic step (no write can slip in
+    between): what lets two nodes update one record without losing an update."""
+    failover_renews_ttl: bool = False
+    """A failover of the server (an etcd leader change) can renew a live key's TTL in
+    full once more: keys alive during one then live up to
+    :meth:`max_lifetime_with_failover`."""
 
     def __post_init__(self) -> None:
         for name in ("ttl_resolution", "min_ttl", "expiry_lag"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"StoreSemantics.{name} must be a finite number >= 0")
+        if isinstance(self.max_key_bytes, bool) or not isinstance(self.max_key_bytes, int):
+            raise ValueError("StoreSemantics.max_key_bytes must be an int")
+        if self.max_key_bytes < 1:
+            raise ValueError("StoreSemantics.max_key_bytes must be >= 1")
+        if not isinstance(self.max_ttl, (int, float)) or not self.max_ttl > 0:
+            raise ValueError("StoreSemantics.max_ttl must be a number > 0")
 
     def effective_ttl(self, ttl: float) -> float:
         """The TTL the backend really applies for a requested ``ttl``."""
         if self.ttl_resolution > 0:
             ttl = math.ceil(ttl / self.ttl_resolution - 1e-9) * self.ttl_resolution
-        return max(ttl, self.min_ttl)
+        return min(max(ttl, self.min_ttl), self.max_ttl)
 
     def max_lifetime(self, ttl: float) -> float:
         """Longest a key written with ``ttl`` may stay readable."""
         return self.effective_ttl(ttl) + self.expiry_lag
+
+    def max_lifetime_with_failover(self, ttl: float, failover: float) -> float:
+        """Longest a key written with ``ttl`` may stay readable when a failover lasting
+        ``failover`` seconds happens during its life: with :attr:`failover_renews_ttl`,
+        one more full lifetime after the failover ends."""
+        lifetime = self.max_lifetime(ttl)
+        if not self.failover_renews_ttl:
+            return lifetime
+        return lifetime + failover + lifetime
 
 
 _REQUIRED = ("session_id", "call_id", "node_id", "started_at", "metrics_updated_at")
@@ -57,25 +86,30 @@ _REQUIRED = ("session_id", "call_id", "node_id", "started_at", "metrics_updated_
 
 @dataclass
 class SessionInfo:
-    """One session as the registry stores it. Times are Unix timestamps (seconds)."""
+    """One session as the registry stores it. Times are Unix timestamps (seconds):
+    ``metrics_updated_at`` is ``started_at`` until the first ``update_metrics``."""
 
     session_id: str
     call_id: str
     node_id: str
     started_at: float
-    metrics_updated_at: float | None
+    metrics_updated_at: float
     metrics: Metrics = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionInfo:
         """Build from :meth:`to_dict` output; unknown keys are ignored (newer writers),
-        a missing required key raises :class:`TypeError`."""
-        if data.keys() == _FIELDS:  # the common case: a record this version wrote
-            return cls(**data)
+        a missing required key or a value of the wrong kind raises :class:`TypeError`."""
+        if not isinstance(data, dict):
+            raise TypeError(f"SessionInfo.from_dict needs a dict, not {type(data).__name__}")
         missing = [name for name in _REQUIRED if name not in data]
         if missing:
             raise TypeError(f"SessionInfo.from_dict: missing required key(s) {missing}")
-        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+        info = cls(**{k: v for k, v in data.items() if k in _FIELDS})
+        if info.metrics_updated_at is None:  # records written before 0.2 kept None
+            info.metrics_updated_at = info.started_at
+        _check_record(info)
+        return info
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +120,18 @@ class SessionInfo:
             "metrics_updated_at": self.metrics_updated_at,
             "metrics": dict(self.metrics),
         }
+
+
+def _check_record(info: SessionInfo) -> None:
+    for name in ("session_id", "call_id", "node_id"):
+        if not isinstance(getattr(info, name), str):
+            raise TypeError(f"SessionInfo.{name} must be str")
+    for name in ("started_at", "metrics_updated_at"):
+        value = getattr(info, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"SessionInfo.{name} must be a number")
+    if not isinstance(info.metrics, dict):
+        raise TypeError("SessionInfo.metrics must be a dict")
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(SessionInfo))

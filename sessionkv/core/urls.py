@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["StoreURL", "parse_store_url", "redact_url", "url_scheme"]
+__all__ = ["StoreURL", "parse_host", "parse_store_url", "redact_url", "url_scheme"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
@@ -33,23 +33,26 @@ def url_scheme(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for logs and errors)."""
+    """``url`` with any password replaced by ``***`` (safe for logs and errors).
+
+    The user information ends at the *last* ``@`` before the hosts, wherever a ``/``,
+    ``?`` or ``#`` stands in an unescaped password: everything between ``scheme://``
+    and that ``@`` after the first ``:`` is masked."""
+    if not isinstance(url, str):
+        return repr(type(url))
     match = _SCHEME.match(url)
     if match is None:
         return url
     rest = url[match.end() :]
-    authority_end = len(rest)
-    for stop in "/?#":
-        idx = rest.find(stop)
-        if idx != -1:
-            authority_end = min(authority_end, idx)
-    authority, tail = rest[:authority_end], rest[authority_end:]
-    if "@" not in authority:
+    at = rest.rfind("@")
+    if at == -1:
         return url
-    userinfo, hosts = authority.rsplit("@", 1)
-    user = userinfo.split(":", 1)[0]
-    masked = f"{user}:***" if ":" in userinfo else user
-    return f"{match.group(0)}{masked}@{hosts}{tail}"
+    userinfo, tail = rest[:at], rest[at + 1 :]
+    user, sep, _ = userinfo.partition(":")
+    if not sep and any(stop in user for stop in "/?#"):
+        return url  # an '@' in the path or query, not in the authority
+    masked = f"{user}:***" if sep else user
+    return f"{match.group(0)}{masked}@{tail}"
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,9 @@ class StoreURL:
         return result
 
 
-def _parse_host(item: str, url: str) -> tuple[str, int | None]:
+def parse_host(item: str, url: str) -> tuple[str, int | None]:
+    """``host``, ``host:port`` or ``[IPv6]:port`` as ``(host, port or None)``; ``url``
+    (already redacted) names the configuration in errors."""
     if item.startswith("["):  # [IPv6]:port
         end = item.find("]")
         if end == -1:
@@ -106,7 +111,13 @@ def _parse_host(item: str, url: str) -> tuple[str, int | None]:
     port: int | None = None
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ConfigurationError(f"bad port {port_text!r} in {url!r}")
+            hint = ""
+            if "@" in url:
+                hint = (
+                    " (a password holding '/', '?', '#' or '@' must be percent-encoded, "
+                    "e.g. '#' as %23)"
+                )
+            raise ConfigurationError(f"bad port in {url!r}{hint}")
         port = int(port_text)
     return unquote(host), port
 
@@ -127,7 +138,7 @@ def parse_store_url(url: str) -> StoreURL:
         user, sep, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if sep else None
-    hosts = tuple(_parse_host(h, redacted) for h in hostlist.split(",") if h)
+    hosts = tuple(parse_host(h, redacted) for h in hostlist.split(",") if h)
     query: dict[str, str] = {}
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name in query:
