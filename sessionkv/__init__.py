@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import typing as _typing
 
+from .backends import _LAZY as _BACKEND_CLASSES
+from .backends import plugin as _builtin_plugin
 from .backends.memory import InMemorySessionKVStore
 from .core import (
     BackendError,
@@ -33,6 +35,7 @@ from .core import (
     create_store,
     hookimpl,
 )
+from .core import plugins as _plugins
 
 if _typing.TYPE_CHECKING:
     from .backends.etcd import EtcdSessionKVStore
@@ -69,12 +72,14 @@ __all__ = [
     "hookimpl",
 ]
 
-_LAZY_BACKENDS = ("SQLiteSessionKVStore", "RedisSessionKVStore", "EtcdSessionKVStore")
+# `core` imports no backend: the package root hands it the built-in declarations, used
+# when sessionkv's own entry point is missing (a source tree without `pip install`).
+_plugins.set_fallback_builtin(_builtin_plugin)
 
 
 def __getattr__(name: str) -> _typing.Any:
     # Backend classes load on first touch, so `import sessionkv` stays free of clients.
-    if name in _LAZY_BACKENDS:
+    if name in _BACKEND_CLASSES:
         from . import backends
 
         value = getattr(backends, name)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .plugin import BUILTIN_BACKENDS
+
 if TYPE_CHECKING:
     from .etcd import EtcdSessionKVStore
     from .memory import InMemorySessionKVStore
@@ -19,19 +21,15 @@ __all__ = [
     "SQLiteSessionKVStore",
 ]
 
-_LAZY = {
-    "InMemorySessionKVStore": "memory",
-    "SQLiteSessionKVStore": "sqlite",
-    "RedisSessionKVStore": "redis",
-    "EtcdSessionKVStore": "etcd",
-}
+# Store class name -> its module, from the one table of built-in backends.
+_LAZY = {spec.class_name: spec.factory.partition(":")[0] for spec in BUILTIN_BACKENDS}
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

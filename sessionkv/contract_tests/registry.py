@@ -3,6 +3,8 @@ backend, as two nodes of a cluster would. Inherit with the store suite's fixture
 
 from __future__ import annotations
 
+import asyncio
+import math
 import uuid
 from collections.abc import AsyncIterator
 
@@ -196,16 +198,19 @@ class RegistryContractTests(ContractFixtures):
         clock: Clock,
         advance_time: AdvanceTime,
     ) -> None:
-        a = SessionRegistry(node_stores[0], node_id="node-a", ttl=short_ttl)
-        b = SessionRegistry(node_stores[1], node_id="node-b", ttl=short_ttl)
+        # Refreshing every quarter TTL tolerates a stall of three quarters of one, so on
+        # a real clock the TTL is long enough that a loaded machine cannot fail it.
+        ttl = semantics.effective_ttl(max(short_ttl, 1.5))
+        a = SessionRegistry(node_stores[0], node_id="node-a", ttl=ttl)
+        b = SessionRegistry(node_stores[1], node_id="node-b", ttl=ttl)
         await a.register("call", "kept")
         await a.register("call", "dropped")
         await b.request_close("call", "kept")
         registered = clock()
-        deadline = registered + semantics.max_lifetime(short_ttl)
+        deadline = registered + semantics.max_lifetime(ttl)
         while clock() < deadline:  # refresh "kept" well within each TTL
             await a.refresh({"kept": "call"})
-            await advance_time(short_ttl / 4)
+            await advance_time(ttl / 4)
         await a.refresh({"kept": "call"})
         assert [i.session_id for i in await b.get_for_call("call")] == ["kept"]
         assert await b.get("call", "dropped") is None
@@ -244,3 +249,123 @@ class RegistryContractTests(ContractFixtures):
         registry = SessionRegistry(store)
         assert str(uuid.UUID(registry.node_id)) == registry.node_id
         assert registry.node_id != SessionRegistry(store).node_id
+
+    # -- lifecycle rules (SPEC "Lifecycle and records") --------------------------------------
+
+    async def test_close_request_for_a_missing_session_changes_nothing(
+        self, nodes: tuple[SessionRegistry, SessionRegistry]
+    ) -> None:
+        a, b = nodes
+        await b.request_close("call", "never")  # never registered
+        await a.register("call", "never")
+        await a.register("call", "gone")
+        await a.remove("call", "gone")
+        await b.request_close("call", "gone")  # late: after the remove
+        await a.register("call", "gone")
+        assert await a.get_close_requests({"never": "call", "gone": "call"}) == [], (
+            "a close request belongs to the registration it was made for: a request for "
+            "a session that was not registered must not close a later session with that id"
+        )
+
+    async def test_register_again_starts_without_a_close_request(
+        self, nodes: tuple[SessionRegistry, SessionRegistry]
+    ) -> None:
+        a, b = nodes
+        await a.register("call", "s")
+        await b.request_close("call", "s")
+        assert await a.get_close_requests({"s": "call"}) == ["s"]
+        await b.register("call", "s")  # the session moved to node b
+        assert await b.get_close_requests({"s": "call"}) == [], (
+            "register starts a session with no pending close request"
+        )
+
+    async def test_update_metrics_never_overwrites_a_newer_registration(
+        self, nodes: tuple[SessionRegistry, SessionRegistry]
+    ) -> None:
+        a, b = nodes
+        await a.register("call", "moving")
+
+        async def updates() -> None:
+            for i in range(40):
+                await a.update_metrics("call", "moving", {"i": i})
+
+        async def moves() -> None:
+            for _ in range(20):
+                await b.remove("call", "moving")
+                await b.register("call", "moving")
+
+        await asyncio.gather(updates(), moves())
+        info = await a.get("call", "moving")
+        assert info is not None and info.node_id == "node-b", (
+            "update_metrics wrote an older registration's record over a newer one (the "
+            f"session now shows {info.node_id if info else None!r}): it must write with "
+            "compare_and_set against the record it read, and the store's compare_and_set "
+            "must be atomic"
+        )
+
+    async def test_update_metrics_takes_a_mapping_or_to_dict(
+        self, nodes: tuple[SessionRegistry, SessionRegistry]
+    ) -> None:
+        a, b = nodes
+
+        class AgentMetrics:  # what Vision-Agents passes
+            def to_dict(self) -> dict[str, float | None]:
+                return {"latency_ms": 41.5, "jitter": None}
+
+        await a.register("call", "s")
+        await a.update_metrics("call", "s", AgentMetrics())
+        info = await b.get("call", "s")
+        assert info is not None and info.metrics == {"latency_ms": 41.5, "jitter": None}
+        assert info.metrics_updated_at >= info.started_at
+
+    @pytest.mark.parametrize(
+        "metrics",
+        [{"x": math.nan}, {"x": math.inf}, {"x": -math.inf}, {"\ud800": 1}, {"": 1}],
+        ids=["nan", "inf", "-inf", "surrogate-name", "empty-name"],
+    )
+    async def test_unstorable_metrics_are_value_errors_whether_or_not_the_session_exists(
+        self, nodes: tuple[SessionRegistry, SessionRegistry], metrics: dict[str, float]
+    ) -> None:
+        a, _ = nodes
+        with pytest.raises(ValueError):
+            await a.update_metrics("call", "missing", metrics)
+        await a.register("call", "s")
+        with pytest.raises(ValueError):
+            await a.update_metrics("call", "s", metrics)
+        info = await a.get("call", "s")
+        assert info is not None and info.metrics == {}
+
+    @pytest.mark.parametrize("bad", ["", "\ud800", "a\udfffb"], ids=["empty", "surrogate", "inner"])
+    async def test_unstorable_ids_are_value_errors_on_every_path(
+        self, nodes: tuple[SessionRegistry, SessionRegistry], store: SessionKVStore, bad: str
+    ) -> None:
+        a, _ = nodes
+        calls = [
+            lambda: a.register(bad, "s"),
+            lambda: a.register("c", bad),
+            lambda: a.get("c", bad),
+            lambda: a.remove(bad, "s"),
+            lambda: a.update_metrics("c", bad, {}),
+            lambda: a.request_close("c", bad),
+            lambda: a.get_close_requests({bad: "c"}),
+            lambda: a.refresh({"s": bad}),
+            lambda: a.get_for_call(bad),
+        ]
+        for call in calls:
+            with pytest.raises(ValueError):
+                await call()
+        with pytest.raises(ValueError):
+            SessionRegistry(store, node_id=bad, close_store=False)
+
+    async def test_ids_too_long_for_the_store_are_refused_clearly(
+        self, nodes: tuple[SessionRegistry, SessionRegistry], semantics: StoreSemantics
+    ) -> None:
+        a, _ = nodes
+        long_id = "x" * semantics.max_key_bytes
+        with pytest.raises(ValueError, match=str(semantics.max_key_bytes)):
+            await a.register("call", long_id)
+        with pytest.raises(ValueError, match=str(semantics.max_key_bytes)):
+            await a.get(long_id, "s")
+        fitting = "y" * (semantics.max_key_bytes // 2 - 8)
+        await a.register(fitting, fitting)
+        assert [i.session_id for i in await a.get_for_call(fitting)] == [fitting]

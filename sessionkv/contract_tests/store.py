@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from ..core.errors import StoreClosedError
+from ..core.errors import InvalidKeyError, StoreClosedError
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ._base import LONG_TTL, AdvanceTime, Clock, ContractFixtures, StoreFactory, wait_past
@@ -71,12 +71,15 @@ class StoreContractTests(ContractFixtures):
     # -- declaration ------------------------------------------------------------------
 
     async def test_declares_semantics(self, store: SessionKVStore) -> None:
-        semantics = store.semantics
-        assert isinstance(semantics, StoreSemantics), (
-            "set SEMANTICS = StoreSemantics(...) on the store class"
-        )
+        semantics = store.semantics  # an undeclared store already failed in start()
         if semantics.shared_across_hosts:
-            assert semantics.shared_across_processes, "shared across hosts implies processes"
+            assert semantics.shared_across_processes, (
+                "StoreSemantics: shared_across_hosts=True implies shared_across_processes=True"
+            )
+        assert semantics.max_key_bytes >= 1024, (
+            f"StoreSemantics.max_key_bytes={semantics.max_key_bytes}: the registry's keys "
+            "need at least 1024 bytes (two ids of a few hundred characters)"
+        )
 
     # -- values and keys round-trip ---------------------------------------------------
 
@@ -123,8 +126,25 @@ class StoreContractTests(ContractFixtures):
             'keys("") must list every key of the namespace exactly as it was written'
         )
         for key in SPECIAL_KEYS:
-            assert await store.get(key) == key.encode("utf-8"), key
-            assert await store.keys(key) == sorted(k for k in SPECIAL_KEYS if k.startswith(key))
+            assert await store.get(key) == key.encode("utf-8"), (
+                f"get({key!r}) must return the value written under that exact key"
+            )
+            assert sorted(await store.keys(key)) == sorted(
+                k for k in SPECIAL_KEYS if k.startswith(key)
+            ), f"keys({key!r}) must list exactly the special keys starting with it"
+
+    async def test_keys_and_scan_are_in_code_point_order(self, store: SessionKVStore) -> None:
+        await store.mset([(key, b"", LONG_TTL) for key in SPECIAL_KEYS])
+        expected = sorted(SPECIAL_KEYS)
+        listed = await store.keys("")
+        assert listed == expected, (
+            "keys() must return keys in ascending code-point order (Python's sorted() "
+            "of str; UTF-8 byte order is the same), first difference at index "
+            f"{next((i for i, (a, b) in enumerate(zip(listed, expected)) if a != b), 0)}"
+        )
+        assert [k for k, _ in await store.scan("")] == expected, (
+            "scan() must return its pairs in ascending code-point order of the keys"
+        )
 
     # -- argument checking --------------------------------------------------------------
 
@@ -316,12 +336,20 @@ class StoreContractTests(ContractFixtures):
         await store.mset([("m", b"w", short_ttl)])
         written = clock()
         reads = 0
-        while True:  # each read that starts within the TTL must see the value
-            now = clock()
-            if now - started >= short_ttl * 0.9:
-                break
-            assert await store.mget(["k", "m"]) == [b"v", b"w"], f"gone after {now - started:.3f}s"
-            reads += 1
+        while clock() - started < short_ttl * 0.9:
+            seen = await store.mget(["k", "m"])
+            answered = clock() - started
+            # The store judged expiry at some moment before it answered: a value missing
+            # from an answer that came back within the TTL was gone too early. (A read
+            # delayed past the TTL proves nothing either way, so it is not judged.)
+            if answered < short_ttl:
+                assert seen == [b"v", b"w"], (
+                    f"a key written with ttl={short_ttl:g} s must stay readable for its "
+                    f"whole TTL, but a read answered {answered:.3f} s after the write began "
+                    f"returned {seen!r}: compute the expiry as write time + ttl (rounded "
+                    "up, never down) and compare it with the time of the read"
+                )
+                reads += 1
             await advance_time(short_ttl / 6)
         assert reads > 0, "the machine stalled for the whole TTL; no read was made in time"
         await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
@@ -484,3 +512,146 @@ class StoreContractTests(ContractFixtures):
             assert await store.get("k") == b"v"
             await store.delete(["k"])
         assert store.closed
+
+    async def test_close_racing_start_leaves_the_store_closed(
+        self, store_factory: StoreFactory, namespace: str
+    ) -> None:
+        for yields in (0, 1, 2, 5, 20):
+            store = store_factory(f"{namespace}-race{yields}")
+            starting = asyncio.ensure_future(store.start())
+            for _ in range(yields):
+                await asyncio.sleep(0)
+            await store.close()
+            outcome = await asyncio.gather(starting, return_exceptions=True)
+            assert outcome[0] is None or isinstance(outcome[0], StoreClosedError), (
+                f"start() racing close() must end normally or with StoreClosedError, "
+                f"not {outcome[0]!r}"
+            )
+            assert store.closed, "close() during a pending start() must leave the store closed"
+            with pytest.raises(StoreClosedError):
+                await store.set("k", b"v", LONG_TTL)  # a closed store never reopens
+
+    async def test_operations_in_flight_during_close_end_cleanly(
+        self, store_factory: StoreFactory, namespace: str
+    ) -> None:
+        store = store_factory(f"{namespace}-inflight")
+        await store.start()
+        ops = [store.set(f"k{i}", b"v", LONG_TTL) for i in range(20)]
+        ops += [store.get(f"k{i}") for i in range(20)] + [store.keys("k") for _ in range(5)]
+        running = [asyncio.ensure_future(op) for op in ops]
+        await asyncio.sleep(0)
+        await store.close()
+        for outcome in await asyncio.gather(*running, return_exceptions=True):
+            assert not isinstance(outcome, BaseException) or isinstance(
+                outcome, StoreClosedError
+            ), (
+                "an operation in flight when its store is closed must finish or raise "
+                f"StoreClosedError ('you closed it'), not {outcome!r}: the base class maps "
+                "errors raised after close() for you; do not raise past it"
+            )
+
+    async def test_cancelled_operations_leave_the_store_usable(
+        self, store: SessionKVStore, semantics: StoreSemantics
+    ) -> None:
+        batch = [(f"b{i:03d}", b"x", LONG_TTL) for i in range(300)]
+        for yields in range(0, 12, 2):
+            task = asyncio.ensure_future(store.mset(batch))
+            for _ in range(yields):
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            found = await store.keys("b")
+            if semantics.atomic_mset:
+                assert len(found) in (0, len(batch)), (
+                    f"a cancelled mset left {len(found)} of {len(batch)} keys, but the store "
+                    "declares atomic_mset=True: all or nothing, even when cancelled"
+                )
+            await store.delete(found)
+        await store.set("after", b"ok", LONG_TTL)
+        assert await store.get("after") == b"ok", "cancelling operations broke the store"
+
+    # -- compare_and_set ------------------------------------------------------------------
+
+    async def test_compare_and_set_writes_only_over_the_expected_value(
+        self, store: SessionKVStore
+    ) -> None:
+        await store.set("k", b"v1", LONG_TTL)
+        assert await store.compare_and_set("k", b"other", b"x", LONG_TTL) is False
+        assert await store.get("k") == b"v1", "compare_and_set wrote over an unexpected value"
+        assert await store.compare_and_set("k", b"v1", b"v2", LONG_TTL) is True
+        assert await store.get("k") == b"v2"
+        assert await store.compare_and_set("missing", b"", b"x", LONG_TTL) is False
+        assert await store.get("missing") is None, "compare_and_set must never create a key"
+        await store.set("empty", b"", LONG_TTL)
+        assert await store.compare_and_set("empty", b"", b"full", LONG_TTL) is True
+        assert await store.get("empty") == b"full", 'b"" is a value compare_and_set can expect'
+        await store.delete(["k"])
+        assert await store.compare_and_set("k", b"v2", b"v3", LONG_TTL) is False
+        assert await store.get("k") is None
+
+    async def test_compare_and_set_on_expired_key_is_refused(
+        self,
+        store: SessionKVStore,
+        short_ttl: float,
+        semantics: StoreSemantics,
+        clock: Clock,
+        advance_time: AdvanceTime,
+    ) -> None:
+        await store.set("k", b"v", short_ttl)
+        await wait_past(clock, advance_time, clock(), semantics.max_lifetime(short_ttl))
+        assert await store.compare_and_set("k", b"v", b"again", LONG_TTL) is False
+        assert await store.get("k") is None, "compare_and_set revived an expired key"
+
+    async def test_compare_and_set_sets_the_ttl(
+        self,
+        store: SessionKVStore,
+        short_ttl: float,
+        semantics: StoreSemantics,
+        clock: Clock,
+        advance_time: AdvanceTime,
+    ) -> None:
+        await store.set("k", b"v", LONG_TTL)
+        assert await store.compare_and_set("k", b"v", b"w", short_ttl)
+        written = clock()
+        await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
+        assert await store.get("k") is None, "compare_and_set must give the key the new ttl"
+
+    async def test_compare_and_set_is_atomic_when_declared(
+        self, store: SessionKVStore, semantics: StoreSemantics
+    ) -> None:
+        if not semantics.atomic_compare_and_set:
+            return  # the non-atomic default makes no promise under races
+        await store.set("k", b"start", LONG_TTL)
+        winners = await asyncio.gather(
+            *(store.compare_and_set("k", b"start", b"w%d" % i, LONG_TTL) for i in range(16))
+        )
+        assert sum(winners) == 1, (
+            f"{sum(winners)} of 16 racing compare_and_set calls from the same expected value "
+            "succeeded, but the store declares atomic_compare_and_set=True: check and write "
+            "in one atomic step (a transaction, a Lua script, a conditional UPDATE)"
+        )
+        winner = winners.index(True)
+        assert await store.get("k") == b"w%d" % winner
+
+    # -- key size ---------------------------------------------------------------------------
+
+    async def test_keys_up_to_the_declared_size_work_longer_ones_are_refused(
+        self, store: SessionKVStore, semantics: StoreSemantics
+    ) -> None:
+        limit = semantics.max_key_bytes
+        longest = "é" * (limit // 2) + "k" * (limit % 2)  # exactly `limit` UTF-8 bytes
+        await store.set(longest, b"v", LONG_TTL)
+        assert await store.get(longest) == b"v"
+        assert await store.keys(longest) == [longest]
+        too_long = longest + "k"
+        for call in (
+            store.set(too_long, b"v", LONG_TTL),
+            store.get(too_long),
+            store.mset([("fine", b"v", LONG_TTL), (too_long, b"v", LONG_TTL)]),
+            store.delete([too_long]),
+            store.expire(too_long, ttl=LONG_TTL),
+        ):
+            with pytest.raises(InvalidKeyError, match=str(limit)):
+                await call
+        assert await store.get("fine") is None, "a batch with a refused key wrote nothing"
+        assert await store.keys(too_long) == [], "no key can start with an over-long prefix"

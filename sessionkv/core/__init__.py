@@ -14,7 +14,10 @@ from .errors import (
     StoreClosedError,
     UnknownBackendError,
 )
+from .imports import import_client
 from .plugins import (
+    BackendCatalog,
+    BackendHooks,
     BackendInfo,
     BackendSpec,
     BackendSpecs,
@@ -22,7 +25,6 @@ from .plugins import (
     create_store,
     hookimpl,
     hookspec,
-    import_client,
 )
 from .registry import SessionRegistry
 from .store import SessionKVStore
@@ -30,7 +32,9 @@ from .types import SessionInfo, StoreSemantics
 from .urls import StoreURL, parse_store_url, redact_url
 
 __all__ = [
+    "BackendCatalog",
     "BackendError",
+    "BackendHooks",
     "BackendInfo",
     "BackendSpec",
     "BackendSpecs",

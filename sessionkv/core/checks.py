@@ -39,9 +39,8 @@ def utf8_length(text: str) -> int | None:
 def check_key(key: object, max_bytes: int | None = None) -> str:
     """Return ``key`` if it is a storable key: a non-empty str encodable as UTF-8 and,
     with ``max_bytes``, no longer than that many UTF-8 bytes."""
-    if type(key) is not str:
-        if not isinstance(key, str):
-            raise TypeError(f"key must be str, not {type(key).__name__}")
+    if not isinstance(key, str):
+        raise TypeError(f"key must be str, not {type(key).__name__}")
     if not key:
         raise InvalidKeyError("key must not be empty")
     if key.isascii():
@@ -95,7 +94,7 @@ def check_seconds(
     try:
         seconds = float(value)
     except OverflowError:
-        raise error(f"{name} must be a finite number of seconds, not {value:.3e}") from None
+        raise error(f"{name} must be a finite number of seconds, not a huge int") from None
     if math.isfinite(seconds) and (seconds > 0 or (allow_zero and seconds == 0)):
         return seconds
     wanted = ">= 0" if allow_zero else "> 0"

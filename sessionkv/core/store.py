@@ -20,7 +20,7 @@ import warnings
 import weakref
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from .checks import check_key, check_keys, check_ttl, check_value, utf8_length
 from .errors import (
@@ -63,7 +63,7 @@ class _DriverErrors:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         if exc is None or not isinstance(exc, Exception):
             return False
         store = self._store
@@ -176,7 +176,7 @@ class SessionKVStore(abc.ABC):
             if self._state is _State.NEW:
                 with self._errors:
                     await self._start()
-                if self._state is _State.CLOSED:
+                if self.closed:
                     # close() ran while we connected: what we opened is ours to release.
                     await self._release()
                     raise StoreClosedError(f"{self!r} was closed while it was starting")
