@@ -10,13 +10,18 @@ pytestmark = pytest.mark.memory
 
 BROKEN_STORES = textwrap.dedent(
     """
+    import asyncio
     import dataclasses
     import fnmatch
 
     import pytest
 
     from sessionkv import InMemorySessionKVStore
-    from sessionkv.contract_tests import ManualClock, RegistryContractTests, StoreContractTests
+    from sessionkv.contract_tests import (
+        ManualClockFixtures,
+        RegistryContractTests,
+        StoreContractTests,
+    )
 
 
     class GlobPrefixStore(InMemorySessionKVStore):
@@ -42,22 +47,41 @@ BROKEN_STORES = textwrap.dedent(
             return [await self._get(key) for key in keys]
 
 
+    class DescendingKeysStore(InMemorySessionKVStore):
+        async def _keys(self, prefix):
+            return sorted(await super()._keys(prefix), reverse=True)
+
+
+    class ExpiresEarlyStore(InMemorySessionKVStore):
+        async def _set(self, key, value, ttl, only_if_exists):
+            await super()._set(key, value, ttl / 2, only_if_exists)
+
+        async def _mset(self, items):
+            await super()._mset([(k, v, t / 2) for k, v, t in items])
+
+
+    class RacyCompareAndSetStore(InMemorySessionKVStore):
+        # Claims atomicity but reads, yields (as a network round trip would), then writes.
+        SEMANTICS = dataclasses.replace(
+            InMemorySessionKVStore.SEMANTICS, atomic_compare_and_set=True
+        )
+
+        async def _compare_and_set(self, key, expected, value, ttl):
+            if await self._get(key) != expected:
+                return False
+            await asyncio.sleep(0)
+            await self._set(key, value, ttl, True)
+            return True
+
+
     class ClaimsSharingStore(InMemorySessionKVStore):
         SEMANTICS = dataclasses.replace(
             InMemorySessionKVStore.SEMANTICS, shared_across_processes=True
         )
 
 
-    class OnManualClock(StoreContractTests, RegistryContractTests):
+    class OnManualClock(ManualClockFixtures, StoreContractTests, RegistryContractTests):
         store_class = InMemorySessionKVStore
-
-        @pytest.fixture
-        def clock(self):
-            return ManualClock()
-
-        @pytest.fixture
-        def advance_time(self, clock):
-            return clock.sleep
 
         @pytest.fixture
         def store_factory(self, clock):
@@ -78,6 +102,18 @@ BROKEN_STORES = textwrap.dedent(
 
     class TestClaimsSharing(OnManualClock):
         store_class = ClaimsSharingStore
+
+
+    class TestDescending(OnManualClock):
+        store_class = DescendingKeysStore
+
+
+    class TestExpiresEarly(OnManualClock):
+        store_class = ExpiresEarlyStore
+
+
+    class TestRacyCompareAndSet(OnManualClock):
+        store_class = RacyCompareAndSetStore
 
 
     class TestCorrect(OnManualClock):
@@ -140,7 +176,43 @@ def test_missing_store_factory_is_explained(run_suite) -> None:
     assert "must define a `store_factory` fixture" in result.stdout.str()
 
 
+def test_keys_out_of_order_blame_the_order_not_the_keys(run_suite) -> None:
+    result = run_suite("TestDescending and (code_point_order or special_keys_round_trip)")
+    result.assert_outcomes(failed=1, passed=1)
+    output = result.stdout.str()
+    assert "test_keys_and_scan_are_in_code_point_order FAILED" in output or (
+        "FAILED test_broken.py::TestDescending::test_keys_and_scan_are_in_code_point_order"
+        in output
+    )
+    assert "ascending code-point order" in output
+
+
+def test_early_expiry_names_the_ttl_and_the_read(run_suite) -> None:
+    result = run_suite("TestExpiresEarly and key_lives_for_its_ttl")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "must stay readable for its whole TTL" in output
+    assert "rounded up, never down" in output
+
+
+def test_a_false_atomicity_claim_is_caught(run_suite) -> None:
+    result = run_suite("TestRacyCompareAndSet and compare_and_set_is_atomic")
+    result.assert_outcomes(failed=1)
+    assert "declares atomic_compare_and_set=True" in result.stdout.str()
+
+
+def test_a_bare_assertion_shows_the_values(run_suite) -> None:
+    # The suite is registered for assertion rewriting: even an assert without a message
+    # shows what was compared.
+    result = run_suite("TestNeverExpires and expired_key_is_not_rewritten")
+    result.assert_outcomes(failed=1)
+    assert "assert b'v' is None" in result.stdout.str()
+
+
 def test_a_correct_store_passes_the_same_selection(run_suite) -> None:
     # The harness itself is sound: the unbroken store passes what the broken ones fail.
-    result = run_suite("TestCorrect and (prefix_is_literal or key_lives_for_its_ttl)")
-    result.assert_outcomes(passed=2)
+    result = run_suite(
+        "TestCorrect and (prefix_is_literal or key_lives_for_its_ttl or code_point_order "
+        "or compare_and_set_is_atomic or special_keys_round_trip)"
+    )
+    result.assert_outcomes(passed=5)

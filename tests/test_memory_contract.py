@@ -3,20 +3,16 @@
 import pytest
 
 from sessionkv import InMemorySessionKVStore
-from sessionkv.contract_tests import ManualClock, RegistryContractTests, StoreContractTests
+from sessionkv.contract_tests import (
+    ManualClockFixtures,
+    RegistryContractTests,
+    StoreContractTests,
+)
 
 pytestmark = pytest.mark.memory
 
 
-class TestInMemoryStore(StoreContractTests, RegistryContractTests):
-    @pytest.fixture
-    def clock(self):
-        return ManualClock()
-
-    @pytest.fixture
-    def advance_time(self, clock):
-        return clock.sleep
-
+class TestInMemoryStore(ManualClockFixtures, StoreContractTests, RegistryContractTests):
     @pytest.fixture
     def store_factory(self, clock):
         return lambda namespace: InMemorySessionKVStore(namespace=namespace, clock=clock)

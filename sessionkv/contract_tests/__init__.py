@@ -11,14 +11,25 @@ Usage, in a test module of your own (pytest and pytest-asyncio installed)::
             return lambda namespace: MyStore(namespace=namespace)
 
 The suite reads the store's declared :class:`~sessionkv.StoreSemantics` to size its
-timing checks. For a store with an injectable clock, override the ``clock`` and
-``advance_time`` fixtures (see :class:`ManualClock`) and no test sleeps.
+timing checks. For a store with an injectable clock, mix in
+:class:`ManualClockFixtures` (or override the ``clock`` and ``advance_time`` fixtures)
+and no test sleeps.
 """
 
-from ._base import AdvanceTime, Clock, StoreFactory
-from .clock import ManualClock
-from .registry import TRICKY_IDS, RegistryContractTests
-from .store import SPECIAL_KEYS, StoreContractTests
+import pytest
+
+# Failures in the suite must show the values compared, not a bare AssertionError:
+# register its modules for pytest's assertion rewriting before they are imported.
+pytest.register_assert_rewrite(
+    "sessionkv.contract_tests._base",
+    "sessionkv.contract_tests.store",
+    "sessionkv.contract_tests.registry",
+)
+
+from ._base import AdvanceTime, Clock, ManualClockFixtures, StoreFactory  # noqa: E402
+from .clock import ManualClock  # noqa: E402
+from .registry import TRICKY_IDS, RegistryContractTests  # noqa: E402
+from .store import SPECIAL_KEYS, StoreContractTests  # noqa: E402
 
 __all__ = [
     "SPECIAL_KEYS",
@@ -26,6 +37,7 @@ __all__ = [
     "AdvanceTime",
     "Clock",
     "ManualClock",
+    "ManualClockFixtures",
     "RegistryContractTests",
     "StoreContractTests",
     "StoreFactory",

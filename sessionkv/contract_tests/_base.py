@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
+from .clock import ManualClock
 
 StoreFactory = Callable[[str], SessionKVStore]
 """Makes a new, unstarted store in the given namespace. Two stores made with one
@@ -77,6 +78,26 @@ class ContractFixtures:
     def short_ttl(self, semantics: StoreSemantics) -> float:
         """A TTL short enough to wait out, long enough for the backend to honour."""
         return semantics.effective_ttl(max(SHORT_TTL, semantics.min_ttl))
+
+
+class ManualClockFixtures:
+    """Mix in before the suites for a store with an injectable clock: the suite then
+    moves a :class:`~sessionkv.contract_tests.ManualClock` instead of sleeping.
+    ``store_factory`` takes the ``clock`` fixture and passes it to the store::
+
+        class TestMyStore(ManualClockFixtures, StoreContractTests, RegistryContractTests):
+            @pytest.fixture
+            def store_factory(self, clock):
+                return lambda namespace: MyStore(namespace=namespace, clock=clock)
+    """
+
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        return ManualClock()
+
+    @pytest.fixture
+    def advance_time(self, clock: ManualClock) -> AdvanceTime:
+        return clock.sleep
 
 
 async def _cleanup(store: SessionKVStore, factory: StoreFactory, namespace: str) -> None:
