@@ -7,15 +7,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from typing import Any
 
-from ..backends.plugin import BUILTIN_BACKENDS
-from ..core.plugins import BackendInfo, available_backends
-from ..core.table import declared_semantics
-from ..core.types import StoreSemantics
+from .. import BackendInfo, StoreSemantics, available_backends
 from ._output import format_table
-
-_BUILTIN_SPECS = {spec.name: spec for spec in BUILTIN_BACKENDS}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -28,15 +24,6 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run)
-
-
-def _semantics(info: BackendInfo) -> StoreSemantics | None:
-    if info.semantics is not None:
-        return info.semantics
-    spec = _BUILTIN_SPECS.get(info.name)
-    if spec is not None and info.plugin == "sessionkv:builtin":
-        return declared_semantics(spec)
-    return None
 
 
 def _status(info: BackendInfo) -> str:
@@ -64,11 +51,16 @@ def _schemes(info: BackendInfo) -> str:
 
 
 def _as_json(info: BackendInfo) -> dict[str, Any]:
-    semantics = _semantics(info)
+    semantics = info.semantics
     data = dataclasses.asdict(info)
     data["schemes"] = list(info.schemes)
     data["shadowed_schemes"] = list(info.shadowed_schemes)
-    data["semantics"] = None if semantics is None else dataclasses.asdict(semantics)
+    data["semantics"] = None
+    if semantics is not None:  # strict JSON: no Infinity (an unbounded max_ttl is null)
+        data["semantics"] = {
+            name: None if isinstance(value, float) and math.isinf(value) else value
+            for name, value in dataclasses.asdict(semantics).items()
+        }
     data["status"] = _status(info).split(":", 1)[0]
     data["install"] = None if info.installed or info.error else f'pip install "{info.requirement}"'
     return data
@@ -80,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([_as_json(info) for info in infos], indent=2))
         return 0
     rows = [
-        (info.name, _schemes(info), _sharing(_semantics(info)), _status(info), info.plugin)
+        (info.name, _schemes(info), _sharing(info.semantics), _status(info), info.plugin)
         for info in infos
     ]
     print(format_table(("backend", "schemes", "shared by", "status", "plugin"), rows))

@@ -8,7 +8,7 @@ that knows nothing of sessionkv still catches the right thing::
     ├── ConfigurationError (ValueError)        bad URL, option or plugin set-up
     │   ├── UnknownBackendError                 no backend claims the URL scheme
     │   └── MissingExtraError (ImportError)     the backend's pip extra is not installed
-    ├── InvalidKeyError (ValueError)            empty key, or not encodable as UTF-8
+    ├── InvalidKeyError (ValueError)            empty, not UTF-8, or longer than declared
     ├── InvalidTTLError (ValueError)            a TTL that is not a finite number > 0
     ├── StoreClosedError (RuntimeError)         you closed it: the store is not usable
     └── BackendError (RuntimeError)             it broke under you: driver error in __cause__
@@ -65,7 +65,8 @@ class MissingExtraError(ConfigurationError, ImportError):
 
 
 class InvalidKeyError(SessionKVError, ValueError):
-    """A key that no backend can store: empty, or not encodable as UTF-8."""
+    """A key (or registry id) the store cannot hold: empty, not encodable as UTF-8, or
+    longer than the store's declared ``max_key_bytes``."""
 
 
 class InvalidTTLError(SessionKVError, ValueError):
@@ -73,7 +74,8 @@ class InvalidTTLError(SessionKVError, ValueError):
 
 
 class StoreClosedError(SessionKVError, RuntimeError):
-    """The store was closed by its owner; open a new one to go on."""
+    """The store was closed by its owner; open a new one to go on. Operations still in
+    flight when ``close()`` ran end with this error too (their outcome is unknown)."""
 
 
 class BackendError(SessionKVError, RuntimeError):
@@ -85,7 +87,12 @@ class BackendUnavailableError(BackendError):
 
 
 class BackendTimeoutError(BackendUnavailableError, TimeoutError):
-    """The backend did not answer within the configured timeout."""
+    """The backend did not answer within the configured timeout.
+
+    For a write the outcome is unknown, as in every distributed store: the server may
+    have applied it after the client stopped waiting (a fault trial saw 3 of 6 timed-out
+    registers on a paused Redis appear once it resumed). Retry idempotent writes, or read
+    before assuming it did not happen."""
 
 
 class SessionKVWarning(UserWarning):

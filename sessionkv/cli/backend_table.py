@@ -1,23 +1,20 @@
 """The README's backend table, rendered from the backends' own declarations.
 
 A backend's :class:`~sessionkv.StoreSemantics` come from its :class:`BackendSpec`
-(``semantics=``) or, for built-ins, from the store class's ``SEMANTICS`` attribute; the
-built-in backend modules import no client library, so neither path needs one installed.
-``python -m sessionkv.core.table --write README.md`` refreshes the block between the
-``backend-table`` markers; ``--check`` fails when it has drifted.
+(``semantics=``): no store module is imported, so no client library is needed.
+``python -m sessionkv.cli.backend_table --write README.md`` refreshes the block between
+the ``backend-table`` markers; ``--check`` fails when it has drifted.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from .plugins import BackendSpec
-from .types import StoreSemantics
+from .. import BackendSpec, StoreSemantics, available_backends
 
 __all__ = [
     "BEGIN_MARKER",
@@ -36,28 +33,28 @@ HEADER = (
     "minimum TTL",
     "expiry lag",
     "shared across processes / hosts",
+    "longest key",
     "scan cost",
     "extra",
 )
 
 
+class Declared(Protocol):
+    """What a row needs: a :class:`BackendSpec` or a :class:`~sessionkv.BackendInfo`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def extra(self) -> str | None: ...
+    @property
+    def requirement(self) -> str: ...
+    @property
+    def semantics(self) -> StoreSemantics | None: ...
+
+
 def declared_semantics(spec: BackendSpec) -> StoreSemantics | None:
-    """The semantics ``spec`` declares, or ``None``. Only built-in store modules are
-    imported for it (they import no client library); a third-party store module may,
-    so for plugins only the spec's own ``semantics`` counts."""
-    if spec.semantics is not None:
-        return spec.semantics
-    if spec.package != "sessionkv":
-        return None
-    module_name, _, attr = spec.factory.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError:
-        return None  # not shipped in this build: nothing declared
-    for part in attr.split("."):
-        target = getattr(target, part, None)
-    declared = getattr(target, "SEMANTICS", None)
-    return declared if isinstance(declared, StoreSemantics) else None
+    """The semantics ``spec`` declares, or ``None``."""
+    return spec.semantics
 
 
 def _seconds(value: float, zero: str) -> str:
@@ -70,28 +67,27 @@ def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def _row(spec: BackendSpec) -> tuple[str, ...]:
+def _row(spec: Declared) -> tuple[str, ...]:
     extra = f"`{spec.requirement}`" if spec.extra else "built in"
-    semantics = declared_semantics(spec)
+    semantics = spec.semantics
     if semantics is None:
-        return (spec.name, *(["not declared"] * 5), extra)
+        return (spec.name, *(["not declared"] * 6), extra)
     return (
         spec.name,
         _seconds(semantics.ttl_resolution, "exact"),
         _seconds(semantics.min_ttl, "none"),
         _seconds(semantics.expiry_lag, "0 s"),
         f"{_yes_no(semantics.shared_across_processes)} / {_yes_no(semantics.shared_across_hosts)}",
+        f"{semantics.max_key_bytes:,} B",
         f"`{semantics.scan_cost}`",
         extra,
     )
 
 
-def render_backend_table(specs: Sequence[BackendSpec] | None = None) -> str:
+def render_backend_table(specs: Sequence[Declared] | None = None) -> str:
     """The Markdown table of ``specs`` (default: the built-in backends)."""
     if specs is None:
-        from ..backends.plugin import BUILTIN_BACKENDS
-
-        specs = BUILTIN_BACKENDS
+        specs = [info for info in available_backends() if info.builtin]
     rows = [HEADER, *(_row(spec) for spec in specs)]
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     lines.insert(1, "|" + "---|" * len(HEADER))
@@ -109,7 +105,7 @@ def replace_table_block(text: str, table: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sessionkv.core.table",
+        prog="python -m sessionkv.cli.backend_table",
         description="Print the backend table, or update/check it in a Markdown file.",
     )
     group = parser.add_mutually_exclusive_group()
@@ -127,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if updated != text:
             print(
                 f"{path}: the backend table is out of date; run "
-                f"python -m sessionkv.core.table --write {path}",
+                f"python -m sessionkv.cli.backend_table --write {path}",
                 file=sys.stderr,
             )
             return 1
