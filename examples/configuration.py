@@ -34,7 +34,7 @@ async def main() -> None:
         except MissingExtraError as exc:  # the message names the pip extra
             print("sqlite needs its extra:", exc)
             store = create_store("memory://?namespace=app")
-        async with store, SessionRegistry(store, ttl=30) as registry:
+        async with SessionRegistry(store, ttl=30) as registry:  # closes the store after
             await registry.register("call-1", "session-a")
             print("by URL:", store, "->", len(await registry.get_for_call("call-1")), "session")
 
@@ -45,6 +45,9 @@ async def main() -> None:
         # ...and keyword options override the URL's: a second namespace on one file.
         async with create_store(namespace="other-app") as other:
             print("keyword override: namespace", repr(other.namespace), await other.keys(""))
+        # ...and so does SessionRegistry() with no store: no store code at all.
+        async with SessionRegistry(ttl=30) as registry:
+            print("SessionRegistry() follows SESSIONKV_URL:", registry.store)
         del os.environ["SESSIONKV_URL"]
 
     # 4. Without URL or environment: memory://, private to this process.

@@ -46,8 +46,9 @@ class AgentNode:
 
 
 async def run_worker(url: str, name: str, stop: "multiprocessing.synchronize.Event") -> None:
-    async with create_store(url) as store:
-        node = AgentNode(SessionRegistry(store, node_id=name, ttl=TTL))
+    # Leaving the registry closes its store (pass close_store=False to share one).
+    async with SessionRegistry(create_store(url), node_id=name, ttl=TTL) as registry:
+        node = AgentNode(registry)
         for i in (1, 2):
             await node.start_session(CALL, f"{name}-session-{i}")
             await node.registry.update_metrics(CALL, f"{name}-session-{i}", {"rtt_ms": 20.0 * i})
@@ -73,8 +74,7 @@ async def wait_for(registry: SessionRegistry, check, what: str, within: float = 
 
 
 async def dispatcher(url: str, stop: "multiprocessing.synchronize.Event") -> None:
-    async with create_store(url) as store:
-        registry = SessionRegistry(store, node_id="dispatcher", ttl=TTL)
+    async with SessionRegistry(create_store(url), node_id="dispatcher", ttl=TTL) as registry:
         await wait_for(registry, lambda found: len(found) == 4, "4 sessions")
         for info in await registry.get_for_call(CALL):
             print(f"dispatcher: {info.session_id} on {info.node_id}, metrics {info.metrics}")

@@ -1,4 +1,4 @@
-"""Quickstart: the registry API on the default in-process store (SPEC.md's usage).
+"""Quickstart: the registry API on the default in-process store.
 
 Run: python examples/quickstart.py  (no extra needed). For several nodes, pass every
 registry a shared store instead: see multi_node.py and configuration.py.

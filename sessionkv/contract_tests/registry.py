@@ -1,4 +1,4 @@
-"""The registry contract (SPEC.md): two registries with different node ids sharing one
+"""The registry contract (README "The registry contract"): two registries with different node ids sharing one
 backend, as two nodes of a cluster would. Inherit with the store suite's fixtures."""
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ class RegistryContractTests(ContractFixtures):
         assert str(uuid.UUID(registry.node_id)) == registry.node_id
         assert registry.node_id != SessionRegistry(store).node_id
 
-    # -- lifecycle rules (SPEC "Lifecycle and records") --------------------------------------
+    # -- lifecycle rules (README "Use it") --------------------------------------------------------
 
     async def test_close_request_for_a_missing_session_changes_nothing(
         self, nodes: tuple[SessionRegistry, SessionRegistry]

@@ -1,4 +1,4 @@
-"""The store contract (SPEC.md), as a mixin any backend's test class inherits.
+"""The store contract (README "The store contract"), as a mixin any backend's test class inherits.
 
 Every clause is one or a few tests; timing checks read the store's declared
 :class:`~sessionkv.StoreSemantics` to know how long a key must live and when it must
