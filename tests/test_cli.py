@@ -156,3 +156,37 @@ def test_no_command_prints_help(capsys) -> None:
     out = capsys.readouterr().out
     for command in ("backends", "sessions", "check", "demo"):
         assert command in out
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:1/0?timeout=0",
+        "redis://127.0.0.1:1/0?max_connections=0",
+        "sqlite:///x.db?busy_timeout=0",
+        "sqlite:///x.db?busy_timeout=inf",
+        "sqlite:///x.db?sweep_batch=0",
+        "sqlite:///x.db?synchronous=BOGUS",
+        "memory://?sweep_interval=-1",
+        "etcd://h:1?timeout=0",
+        "sqlite:///x.db?busy_timeout=soon",
+    ],
+)
+def test_every_bad_option_value_is_one_line_and_exit_2(tmp_path: Path, url: str) -> None:
+    # REVIEW.md C21: out-of-range values were plain ValueErrors: a traceback, exit 1.
+    done = run_cli("sessions", url, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sessionkv sessions: "), done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.db").exists(), "a refused configuration must create nothing"
+
+
+def test_a_password_with_reserved_characters_never_reaches_the_error(tmp_path: Path) -> None:
+    # REVIEW.md C9: an unescaped '#', '/' or '?' in a password leaked it into messages.
+    for url in ("redis://alice:pa#ss@localhost:6379/0", "etcd://bob:pw?x@h1:2379,h2:2379"):
+        done = run_cli("sessions", url, cwd=tmp_path)
+        assert done.returncode == 2
+        secret = url.split(":")[2].split("@")[0]
+        assert secret not in done.stderr and "***" in done.stderr, done.stderr
+        assert "percent-encoded" in done.stderr
