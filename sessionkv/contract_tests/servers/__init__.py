@@ -7,15 +7,24 @@ When a binary is missing, a test skips with a reason that says what to install, 
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-__all__ = ["backends_required", "free_port", "require_binary", "unavailable", "wait_until"]
+__all__ = [
+    "backends_required",
+    "eventually",
+    "free_port",
+    "require_binary",
+    "unavailable",
+    "wait_until",
+]
 
 
 def backends_required() -> bool:
@@ -53,3 +62,27 @@ def wait_until(ready: Callable[[], bool], *, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready after {timeout} s")
         time.sleep(0.02)
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+) -> None:
+    """Poll ``condition`` (a function returning a bool, or an awaitable of one) until it
+    holds; fail the test naming ``what`` after ``timeout`` seconds. For waiting on
+    something that happens *eventually* (a server restart, a background sweep), never
+    as a stand-in for an assertion about timing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout} s")
+        await asyncio.sleep(interval)
