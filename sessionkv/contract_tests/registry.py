@@ -1,5 +1,6 @@
-"""The registry contract (README "The registry contract"): two registries with different node ids sharing one
-backend, as two nodes of a cluster would. Inherit with the store suite's fixtures."""
+"""The registry contract (README "The registry contract"): two registries with
+different node ids sharing one backend, as two nodes of a cluster would. Inherit with
+the store suite's fixtures."""
 
 from __future__ import annotations
 

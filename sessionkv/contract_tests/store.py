@@ -137,10 +137,15 @@ class StoreContractTests(ContractFixtures):
         await store.mset([(key, b"", LONG_TTL) for key in SPECIAL_KEYS])
         expected = sorted(SPECIAL_KEYS)
         listed = await store.keys("")
+        if sorted(listed) != expected:
+            return  # a different set of keys: test_special_keys_round_trip_exactly says so
+        first = next(i for i, key in enumerate(listed) if key != expected[i]) if (
+            listed != expected
+        ) else 0
         assert listed == expected, (
             "keys() must return keys in ascending code-point order (Python's sorted() "
-            "of str; UTF-8 byte order is the same), first difference at index "
-            f"{next((i for i, (a, b) in enumerate(zip(listed, expected)) if a != b), 0)}"
+            f"of str; UTF-8 byte order is the same): at index {first} it returned "
+            f"{listed[first]!r} where {expected[first]!r} belongs"
         )
         assert [k for k, _ in await store.scan("")] == expected, (
             "scan() must return its pairs in ascending code-point order of the keys"

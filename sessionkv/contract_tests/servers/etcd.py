@@ -110,6 +110,17 @@ class EtcdCluster:
     def member(self, endpoint: str) -> EtcdMember:
         return next(m for m in self.members if m.endpoint == endpoint)
 
+    def leader(self) -> EtcdMember:
+        """The member that leads the cluster now, as the live members report it."""
+        for member in self.members:
+            if not member.alive:
+                continue
+            status = member.request("/v3/maintenance/status", {})
+            assert isinstance(status, dict)
+            if status["leader"] == status["header"]["member_id"]:
+                return member
+        raise AssertionError("no live etcd member leads the cluster")
+
     def lease_ids(self) -> list[str]:
         """Every lease the cluster holds (``/v3/lease/leases`` on a live member)."""
         member = next(m for m in self.members if m.alive)
@@ -197,7 +208,8 @@ def etcd_server() -> Iterator[EtcdCluster]:
 
 @pytest.fixture
 def etcd_cluster() -> Iterator[EtcdCluster]:
-    """Three etcd members for one test; ``cluster.member(endpoint).kill()`` crashes one."""
+    """Three etcd members for one test; ``cluster.member(endpoint).kill()`` crashes one,
+    ``cluster.leader()`` says which one leads."""
     cluster = start_etcd(3)
     try:
         yield cluster
