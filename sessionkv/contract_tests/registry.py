@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import pytest_asyncio
@@ -238,9 +238,9 @@ class RegistryContractTests(ContractFixtures):
         with pytest.raises(TypeError):
             await a.get_for_call(None)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            await a.refresh([("sess", "call")])  # type: ignore[arg-type]
+            await a.refresh([("sess", "call")])  # type: ignore[arg-type, unused-ignore]
         with pytest.raises(TypeError):
-            await a.update_metrics("call", "sess", {"x": "text"})  # type: ignore[dict-item]
+            await a.update_metrics("call", "sess", {"x": "text"})
         assert await a.get_for_call("call") == []
 
     async def test_ttl_and_node_id_defaults(self, store: SessionKVStore) -> None:
@@ -341,7 +341,7 @@ class RegistryContractTests(ContractFixtures):
         self, nodes: tuple[SessionRegistry, SessionRegistry], store: SessionKVStore, bad: str
     ) -> None:
         a, _ = nodes
-        calls = [
+        calls: list[Callable[[], Awaitable[object]]] = [
             lambda: a.register(bad, "s"),
             lambda: a.register("c", bad),
             lambda: a.get("c", bad),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+from collections.abc import Coroutine
+from typing import Any, ClassVar
 
 import pytest
 
@@ -17,6 +19,8 @@ from ..core.errors import InvalidKeyError, StoreClosedError
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ._base import LONG_TTL, AdvanceTime, Clock, ContractFixtures, StoreFactory, wait_past
+from .clock import ManualClock
+from .model import run_model
 
 __all__ = ["SPECIAL_KEYS", "StoreContractTests"]
 
@@ -68,6 +72,10 @@ PREFIX_CHARS = "*?[]\\%_.^$+()|{}/:\x00é\U0010ffff"
 class StoreContractTests(ContractFixtures):
     """Inherit this and define a ``store_factory`` fixture to prove a backend."""
 
+    MODEL_RUNS: ClassVar[tuple[int, int]] = (40, 40)
+    """(sequences, operations per sequence) of the model-based clause on a manual clock;
+    a real clock runs a quarter of the sequences with waits of at most half a second."""
+
     # -- declaration ------------------------------------------------------------------
 
     async def test_declares_semantics(self, store: SessionKVStore) -> None:
@@ -79,6 +87,31 @@ class StoreContractTests(ContractFixtures):
         assert semantics.max_key_bytes >= 1024, (
             f"StoreSemantics.max_key_bytes={semantics.max_key_bytes}: the registry's keys "
             "need at least 1024 bytes (two ids of a few hundred characters)"
+        )
+
+    # -- model-based ------------------------------------------------------------------
+
+    async def test_random_operation_sequences_match_the_model(
+        self,
+        store_factory: StoreFactory,
+        namespace: str,
+        clock: Clock,
+        advance_time: AdvanceTime,
+    ) -> None:
+        # Random sequences of set / set(only_if_exists) / compare_and_set / mset / expire /
+        # delete / get / mget / keys / scan / time passing, checked against a reference
+        # model; a failure prints the shrunk sequence of calls (see contract_tests.model).
+        sequences, steps = self.MODEL_RUNS
+        manual = isinstance(clock, ManualClock)
+        await asyncio.to_thread(
+            run_model,
+            store_factory,
+            namespace,
+            clock,
+            advance_time,
+            max_wait=3600.0 if manual else 0.5,
+            max_examples=sequences if manual else max(1, sequences // 4),
+            steps=steps,
         )
 
     # -- values and keys round-trip ---------------------------------------------------
@@ -541,8 +574,11 @@ class StoreContractTests(ContractFixtures):
     ) -> None:
         store = store_factory(f"{namespace}-inflight")
         await store.start()
-        ops = [store.set(f"k{i}", b"v", LONG_TTL) for i in range(20)]
-        ops += [store.get(f"k{i}") for i in range(20)] + [store.keys("k") for _ in range(5)]
+        ops: list[Coroutine[Any, Any, object]] = [
+            store.set(f"k{i}", b"v", LONG_TTL) for i in range(20)
+        ]
+        ops += [store.get(f"k{i}") for i in range(20)]
+        ops += [store.keys("k") for _ in range(5)]
         running = [asyncio.ensure_future(op) for op in ops]
         await asyncio.sleep(0)
         await store.close()
