@@ -104,6 +104,14 @@ BROKEN_STORES = textwrap.dedent(
         store_class = ClaimsSharingStore
 
 
+    class TestClaimsSharingAcrossProcesses(OnManualClock):
+        store_class = ClaimsSharingStore
+
+        @pytest.fixture
+        def store_url(self):
+            return lambda namespace: f"memory://?namespace={namespace}"
+
+
     class TestDescending(OnManualClock):
         store_class = DescendingKeysStore
 
@@ -166,8 +174,17 @@ def test_store_that_keeps_expired_keys_is_told_the_deadline(run_suite) -> None:
 
 def test_store_that_claims_sharing_is_told_to_declare_honestly(run_suite) -> None:
     result = run_suite("TestClaimsSharing and session_is_visible_to_other_node")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2)  # with and without a store_url
     assert "declare False if it is not shared" in result.stdout.str()
+
+
+def test_a_false_sharing_claim_is_caught_from_a_second_process(run_suite) -> None:
+    # NEWCOMER.md 5: a one-process store declaring shared_across_processes=True passed.
+    result = run_suite("TestClaimsSharing and another_process_shares")
+    result.assert_outcomes(failed=2)
+    output = result.stdout.str()
+    assert "define a `store_url` fixture" in output  # no URL: told how to let it check
+    assert "a second OS process that opened the same configuration" in output
 
 
 def test_missing_store_factory_is_explained(run_suite) -> None:

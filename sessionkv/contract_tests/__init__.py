@@ -26,7 +26,13 @@ pytest.register_assert_rewrite(
     "sessionkv.contract_tests.registry",
 )
 
-from ._base import AdvanceTime, Clock, ManualClockFixtures, StoreFactory  # noqa: E402
+from ._base import (  # noqa: E402
+    AdvanceTime,
+    Clock,
+    ManualClockFixtures,
+    StoreFactory,
+    StoreURLFactory,
+)
 from .clock import ManualClock  # noqa: E402
 from .registry import TRICKY_IDS, RegistryContractTests  # noqa: E402
 from .store import SPECIAL_KEYS, StoreContractTests  # noqa: E402
@@ -41,4 +47,5 @@ __all__ = [
     "RegistryContractTests",
     "StoreContractTests",
     "StoreFactory",
+    "StoreURLFactory",
 ]

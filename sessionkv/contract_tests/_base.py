@@ -20,6 +20,9 @@ StoreFactory = Callable[[str], SessionKVStore]
 """Makes a new, unstarted store in the given namespace. Two stores made with one
 namespace must share data when the store declares ``shared_across_processes``."""
 
+StoreURLFactory = Callable[[str], str]
+"""The URL of the store in the given namespace, for ``create_store`` in a child process."""
+
 Clock = Callable[[], float]
 AdvanceTime = Callable[[float], Awaitable[None]]
 
@@ -39,6 +42,14 @@ class ContractFixtures:
             "`lambda namespace: YourStore(..., namespace=namespace)`; see the backend guide",
             pytrace=False,
         )
+
+    @pytest.fixture
+    def store_url(self) -> StoreURLFactory | None:
+        """``lambda namespace: "yourscheme://...?namespace=" + namespace``: the URL of the
+        store ``store_factory`` makes, which ``create_store`` opens in another process.
+        Required when the store declares ``shared_across_processes``: the suite then
+        proves the claim from a second OS process."""
+        return None
 
     @pytest.fixture
     def clock(self) -> Clock:

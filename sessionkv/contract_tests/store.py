@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
@@ -18,7 +20,15 @@ import pytest
 from ..core.errors import InvalidKeyError, StoreClosedError
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
-from ._base import LONG_TTL, AdvanceTime, Clock, ContractFixtures, StoreFactory, wait_past
+from ._base import (
+    LONG_TTL,
+    AdvanceTime,
+    Clock,
+    ContractFixtures,
+    StoreFactory,
+    StoreURLFactory,
+    wait_past,
+)
 from .clock import ManualClock
 from .model import run_model
 
@@ -67,6 +77,32 @@ SPECIAL_KEYS = [
     "k" * 1000,
 ]
 PREFIX_CHARS = "*?[]\\%_.^$+()|{}/:\x00é\U0010ffff"
+
+
+_CHILD = """
+import asyncio, os, sessionkv
+async def main():
+    async with sessionkv.create_store(os.environ["SESSIONKV_CHILD_URL"]) as store:
+        print(repr(await store.get("from-parent")))
+        await store.set("from-child", b"c", 300)
+asyncio.run(main())
+"""
+
+
+def _in_child_process(url: str) -> str:
+    """What a fresh interpreter reads through ``url`` (passed by environment, never on
+    a command line: it may hold a password)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        env={**os.environ, "SESSIONKV_CHILD_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        return f"nothing: the child process failed ({tail[0]})"
+    return done.stdout.strip()
 
 
 class StoreContractTests(ContractFixtures):
@@ -504,6 +540,35 @@ class StoreContractTests(ContractFixtures):
                 keys = await other.keys("")
                 await other.delete(keys)
                 await other.close()
+
+    # -- sharing ------------------------------------------------------------------------
+
+    async def test_another_process_shares_the_data_when_declared(
+        self,
+        store: SessionKVStore,
+        semantics: StoreSemantics,
+        store_url: StoreURLFactory | None,
+        namespace: str,
+    ) -> None:
+        if not semantics.shared_across_processes:
+            return  # nothing promised: the registry suite shares one store object
+        assert store_url is not None, (
+            f"{type(store).__name__} declares shared_across_processes=True: define a "
+            "`store_url` fixture returning `lambda namespace: 'yourscheme://...'` so the "
+            "suite can open the same store in a second OS process and prove it"
+        )
+        await store.set("from-parent", b"p", LONG_TTL)
+        seen = await asyncio.to_thread(_in_child_process, store_url(namespace))
+        assert seen == "b'p'", (
+            "a second OS process that opened the same configuration "
+            f"(create_store(store_url(namespace))) read {seen} for a key this process wrote: "
+            "the store declares shared_across_processes=True, so it must see the same data "
+            "(declare False if it does not)"
+        )
+        assert await store.get("from-child") == b"c", (
+            "a key written by a second OS process is not visible here, but the store "
+            "declares shared_across_processes=True"
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
