@@ -27,6 +27,7 @@ import aiosqlite
 from sessionkv import SessionInfo, SessionRegistry, SQLiteSessionKVStore
 from sessionkv.backends import _sqlite_schema as sql
 from sessionkv.contract_tests import ManualClock
+from sessionkv.core.checks import prefix_upper_bound
 from sessionkv.core.registry import escape_segment
 
 NS = b"bench"
@@ -44,6 +45,7 @@ async def rate(op: Op, n: int) -> float:
 
 async def raw_connection(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None, cached_statements=256)
+    await sql.install_clock(conn, time.time)  # the statements read skv_now(), as the store's do
     await conn.execute("PRAGMA journal_mode = WAL")
     await conn.execute("PRAGMA synchronous = NORMAL")
     for statement in sql.SCHEMA:
@@ -110,36 +112,33 @@ async def store_ops(bench: Bench, tmp: Path) -> None:
     conn = await raw_connection(tmp / "raw.db")
     await store.start()
     try:
-        now = time.time
         keys = [f"key/{i:05d}" for i in range(1000)]
         bkeys = [k.encode() for k in keys]
         await store.mset([(k, b"v" * 100, LONG) for k in keys])
         await conn.execute_fetchall(
-            sql.mset_many(200), [p for k in bkeys[:200] for p in (NS, k, b"v" * 100, now() + LONG)]
+            sql.mset_many(200), [p for k in bkeys[:200] for p in (NS, k, b"v" * 100, LONG)]
         )
         for start in range(200, 1000, 200):
             await conn.execute_fetchall(
                 sql.mset_many(200),
-                [p for k in bkeys[start : start + 200] for p in (NS, k, b"v" * 100, now() + LONG)],
+                [p for k in bkeys[start : start + 200] for p in (NS, k, b"v" * 100, LONG)],
             )
         value = b"x" * 100
 
         await bench.compare(
             "set",
             lambda i: store.set(keys[i % 1000], value, LONG),
-            lambda i: conn.execute_fetchall(sql.SET, (NS, bkeys[i % 1000], value, now() + LONG)),
+            lambda i: conn.execute_fetchall(sql.SET, (NS, bkeys[i % 1000], value, LONG)),
         )
         await bench.compare(
             "set only_if_exists",
             lambda i: store.set(keys[i % 1000], value, LONG, only_if_exists=True),
-            lambda i: conn.execute_fetchall(
-                sql.SET_IF_EXISTS, (value, now() + LONG, NS, bkeys[i % 1000], now())
-            ),
+            lambda i: conn.execute_fetchall(sql.SET_IF_EXISTS, (value, LONG, NS, bkeys[i % 1000])),
         )
         await bench.compare(
             "get",
             lambda i: store.get(keys[i % 1000]),
-            lambda i: conn.execute_fetchall(sql.GET, (NS, bkeys[i % 1000], now())),
+            lambda i: conn.execute_fetchall(sql.GET, (NS, bkeys[i % 1000])),
         )
         batch_items = [
             [(keys[(i * 100 + j) % 1000], value, LONG) for j in range(100)] for i in range(10)
@@ -149,7 +148,7 @@ async def store_ops(bench: Bench, tmp: Path) -> None:
             lambda i: store.mset(batch_items[i % 10]),
             lambda i: conn.execute_fetchall(
                 sql.mset_many(100),
-                [p for k, v, t in batch_items[i % 10] for p in (NS, k.encode(), v, now() + t)],
+                [p for k, v, t in batch_items[i % 10] for p in (NS, k.encode(), v, t)],
             ),
             unit=100,
             note="rows/s, 100 per call",
@@ -159,7 +158,7 @@ async def store_ops(bench: Bench, tmp: Path) -> None:
             "mget",
             lambda i: store.mget(batch_keys[i % 10]),
             lambda i: conn.execute_fetchall(
-                sql.mget_many(100), (NS, now(), *(k.encode() for k in batch_keys[i % 10]))
+                sql.mget_many(100), (NS, *(k.encode() for k in batch_keys[i % 10]))
             ),
             unit=100,
             note="rows/s, 100 per call",
@@ -173,8 +172,7 @@ async def store_ops(bench: Bench, tmp: Path) -> None:
                 (
                     NS,
                     prefixes[i % 100].encode(),
-                    sql.prefix_upper_bound(prefixes[i % 100].encode()),
-                    now(),
+                    prefix_upper_bound(prefixes[i % 100].encode()),
                 ),
             ),
             note="10 matches",
@@ -187,8 +185,7 @@ async def store_ops(bench: Bench, tmp: Path) -> None:
                 (
                     NS,
                     prefixes[i % 100].encode(),
-                    sql.prefix_upper_bound(prefixes[i % 100].encode()),
-                    now(),
+                    prefix_upper_bound(prefixes[i % 100].encode()),
                 ),
             ),
             note="10 matches",
@@ -198,7 +195,7 @@ async def store_ops(bench: Bench, tmp: Path) -> None:
             lambda i: store.expire(keys[i % 1000], keys[(i + 1) % 1000], ttl=LONG),
             lambda i: conn.execute_fetchall(
                 sql.expire_many(2),
-                (now() + LONG, NS, now(), bkeys[i % 1000], bkeys[(i + 1) % 1000]),
+                (LONG, NS, bkeys[i % 1000], bkeys[(i + 1) % 1000]),
             ),
             note="2 keys",
         )
@@ -209,7 +206,7 @@ async def store_ops(bench: Bench, tmp: Path) -> None:
             note="missing key",
         )
         # The usual hand-written batch, for reference: executemany in a transaction.
-        rows = [[(NS, k.encode(), v, now() + t) for k, v, t in items] for items in batch_items]
+        rows = [[(NS, k.encode(), v, t) for k, v, t in items] for items in batch_items]
 
         async def executemany_batch(i: int) -> None:
             await conn.execute("BEGIN IMMEDIATE")
@@ -234,7 +231,6 @@ async def registry_ops(bench: Bench, tmp: Path) -> None:
     registry = SessionRegistry(store, node_id="node-a", ttl=LONG)
     await registry.start()
     try:
-        now = time.time
         calls = [f"call-{i % 100}" for i in range(1000)]
         sessions = [f"sess-{i}" for i in range(1000)]
         records = [record(c, s) for c, s in zip(calls, sessions, strict=True)]
@@ -245,24 +241,22 @@ async def registry_ops(bench: Bench, tmp: Path) -> None:
             lambda i: registry.register(calls[i % 1000], sessions[i % 1000]),
             lambda i: conn.execute_fetchall(
                 sql.SET,
-                (NS, skey(calls[i % 1000], sessions[i % 1000]), records[i % 1000], now() + LONG),
+                (NS, skey(calls[i % 1000], sessions[i % 1000]), records[i % 1000], LONG),
             ),
         )
         await bench.compare(
             "get (registry)",
             lambda i: registry.get(calls[i % 1000], sessions[i % 1000]),
             lambda i: conn.execute_fetchall(
-                sql.GET, (NS, skey(calls[i % 1000], sessions[i % 1000]), now())
+                sql.GET, (NS, skey(calls[i % 1000], sessions[i % 1000]))
             ),
         )
 
         async def raw_update(i: int) -> None:
             key = skey(calls[i % 1000], sessions[i % 1000])
-            rows = list(await conn.execute_fetchall(sql.GET, (NS, key, now())))
+            rows = list(await conn.execute_fetchall(sql.GET, (NS, key)))
             if rows:
-                await conn.execute_fetchall(
-                    sql.SET_IF_EXISTS, (records[i % 1000], now() + LONG, NS, key, now())
-                )
+                await conn.execute_fetchall(sql.SET_IF_EXISTS, (records[i % 1000], LONG, NS, key))
 
         await bench.compare(
             "update_metrics",
@@ -276,9 +270,8 @@ async def registry_ops(bench: Bench, tmp: Path) -> None:
             lambda i: conn.execute_fetchall(
                 sql.expire_many(2),
                 (
-                    now() + LONG,
+                    LONG,
                     NS,
-                    now(),
                     skey(calls[i % 1000], sessions[i % 1000]),
                     ckey(calls[i % 1000], sessions[i % 1000]),
                 ),
@@ -290,14 +283,14 @@ async def registry_ops(bench: Bench, tmp: Path) -> None:
             "request_close",
             lambda i: registry.request_close(calls[i % 1000], sessions[i % 1000]),
             lambda i: conn.execute_fetchall(
-                sql.SET, (NS, ckey(calls[i % 1000], sessions[i % 1000]), flag, now() + LONG)
+                sql.SET, (NS, ckey(calls[i % 1000], sessions[i % 1000]), flag, LONG)
             ),
         )
         await bench.compare(
             "get_close_requests",
             lambda i: registry.get_close_requests({sessions[i % 1000]: calls[i % 1000]}),
             lambda i: conn.execute_fetchall(
-                sql.mget_many(1), (NS, now(), ckey(calls[i % 1000], sessions[i % 1000]))
+                sql.mget_many(1), (NS, ckey(calls[i % 1000], sessions[i % 1000]))
             ),
             note="1 session",
         )
@@ -306,7 +299,7 @@ async def registry_ops(bench: Bench, tmp: Path) -> None:
             lambda i: registry.get_for_call(calls[i % 100]),
             lambda i: conn.execute_fetchall(
                 sql.SCAN_RANGE,
-                (NS, f"s/{calls[i % 100]}/".encode(), f"s/{calls[i % 100]}0".encode(), now()),
+                (NS, f"s/{calls[i % 100]}/".encode(), f"s/{calls[i % 100]}0".encode()),
             ),
             note="10 sessions per call",
         )
@@ -314,7 +307,7 @@ async def registry_ops(bench: Bench, tmp: Path) -> None:
         async def raw_listing_decoded(i: int) -> list[SessionInfo]:
             prefix = f"s/{calls[i % 100]}/"
             rows = await conn.execute_fetchall(
-                sql.SCAN_RANGE, (NS, prefix.encode(), f"s/{calls[i % 100]}0".encode(), now())
+                sql.SCAN_RANGE, (NS, prefix.encode(), f"s/{calls[i % 100]}0".encode())
             )
             return [SessionInfo.from_dict(json.loads(value)) for _, value in rows]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
+import types
 
 from sessionkv import SessionRegistry, SQLiteSessionKVStore
 
@@ -82,6 +84,37 @@ async def node(path: str) -> None:
         say("removed")
 
 
+async def abandon(path: str, ending: str) -> None:
+    """A node that never closes its store (nor stops its registry). ``ending`` is
+    ``return`` (the program just ends) or ``sigterm`` (it refreshes its session until
+    SIGTERM, which a handler turns into ``SystemExit``, as servers commonly do)."""
+    store = SQLiteSessionKVStore(path, namespace="abandoned", sweep_interval=0.05)
+    registry = SessionRegistry(store, node_id="abandoning", ttl=60)
+    await registry.register("call", "session")
+    if ending == "return":
+        say("ready")
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    say("ready")
+    while True:
+        await registry.refresh({"session": "call"})
+        await asyncio.sleep(0.05)
+
+
+def hide_aiosqlite_thread() -> None:
+    """Make aiosqlite look like a version that keeps its worker thread where the store
+    cannot reach it, to exercise the store's fallback."""
+    import aiosqlite.core
+
+    original = aiosqlite.core.Connection.__init__
+
+    def init(self: aiosqlite.core.Connection, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        self._thread = types.SimpleNamespace(start=self._thread.start)  # type: ignore[assignment]
+
+    aiosqlite.core.Connection.__init__ = init  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> None:
     mode, *args = argv
     if mode == "churn":
@@ -90,6 +123,10 @@ def main(argv: list[str]) -> None:
         asyncio.run(writer(args[0]))
     elif mode == "node":
         asyncio.run(node(args[0]))
+    elif mode == "abandon":
+        if "hide-thread" in args[2:]:
+            hide_aiosqlite_thread()
+        asyncio.run(abandon(args[0], args[1]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -4,7 +4,11 @@ connections (as two processes would share it), and a private in-memory database.
 import pytest
 
 from sessionkv import SQLiteSessionKVStore
-from sessionkv.contract_tests import ManualClock, RegistryContractTests, StoreContractTests
+from sessionkv.contract_tests import (
+    ManualClockFixtures,
+    RegistryContractTests,
+    StoreContractTests,
+)
 
 pytestmark = pytest.mark.sqlite
 
@@ -15,15 +19,7 @@ class TestSQLiteFileStore(StoreContractTests, RegistryContractTests):
         return lambda namespace: SQLiteSessionKVStore(tmp_path / "kv.db", namespace=namespace)
 
 
-class TestSQLiteInMemoryStore(StoreContractTests, RegistryContractTests):
-    @pytest.fixture
-    def clock(self):
-        return ManualClock()
-
-    @pytest.fixture
-    def advance_time(self, clock):
-        return clock.sleep
-
+class TestSQLiteInMemoryStore(ManualClockFixtures, StoreContractTests, RegistryContractTests):
     @pytest.fixture
     def store_factory(self, clock):
         return lambda namespace: SQLiteSessionKVStore(":memory:", namespace=namespace, clock=clock)

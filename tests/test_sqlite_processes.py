@@ -1,5 +1,6 @@
 """The SQLite backend shared by real OS processes on one file: concurrent registries,
-a registry pair across two processes, and a writer killed with SIGKILL mid-write."""
+a registry pair across two processes, a writer killed with SIGKILL mid-write, and
+processes that exit (or are stopped with SIGTERM) without closing their store."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,11 +26,12 @@ SESSIONKV_ROOT = str(Path(sessionkv.__file__).resolve().parent.parent)
 STEP_TIMEOUT = 60.0  # generous: a loaded 2-core CI machine starts Python slowly
 
 
-async def spawn(*args: str) -> asyncio.subprocess.Process:
+async def spawn(*args: str, python_flags: tuple[str, ...] = ()) -> asyncio.subprocess.Process:
     path = os.pathsep.join(filter(None, [SESSIONKV_ROOT, os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
     return await asyncio.create_subprocess_exec(
         sys.executable,
+        *python_flags,
         WORKER,
         *args,
         stdin=asyncio.subprocess.PIPE,
@@ -157,3 +160,48 @@ async def test_writer_killed_mid_write_keeps_every_commit(tmp_path: Path) -> Non
         await store.set("after-crash", b"ok", 60)
         assert await store.get("after-crash") == b"ok"
     assert integrity(path) == "ok"
+
+
+# Seconds from the worker's last step to its end. It takes a fraction of a second; a
+# process kept alive by a store's thread never ends.
+EXIT_TIMEOUT = 20.0
+
+
+@pytest.mark.parametrize("where", ["file", "memory"])
+@pytest.mark.parametrize("ending", ["return", "sigterm", "return, aiosqlite hides its thread"])
+async def test_a_process_that_never_closes_its_store_exits_and_says_so(
+    tmp_path: Path, where: str, ending: str
+) -> None:
+    path = str(tmp_path / "kv.db") if where == "file" else ":memory:"
+    args = ["abandon", path, ending.split(",")[0]]
+    if "hides" in ending:
+        args.append("hide-thread")
+    # -X dev shows ResourceWarning, as a developer's run or a test run would
+    proc = await spawn(*args, python_flags=("-X", "dev"))
+    try:
+        assert await read_line(proc) == "ready"
+        if ending == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), EXIT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"the process was still alive {EXIT_TIMEOUT} s after it should have "
+                "exited: an unclosed store kept it running"
+            ) from None
+        took = time.monotonic() - started
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = err.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert took < EXIT_TIMEOUT
+    # the warning names the store that was left open
+    assert f"SQLiteSessionKVStore(path={path!r}, namespace='abandoned', state=open)" in text, text
+    assert "ResourceWarning" in text and "was never closed" in text, text
+    if where == "file":  # every acknowledged write is in the file
+        store = SQLiteSessionKVStore(path, namespace="abandoned")
+        async with store, SessionRegistry(store, node_id="checker") as registry:
+            assert [s.session_id for s in await registry.get_for_call("call")] == ["session"]

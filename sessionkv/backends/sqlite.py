@@ -5,9 +5,11 @@ at most one commit); batches too large for one statement run in one ``BEGIN
 IMMEDIATE`` transaction, so lock waits happen at ``BEGIN``, under the busy timeout.
 The database runs in WAL mode: readers never block the writer, and a process killed
 mid-write leaves every committed transaction intact. Expired rows are filtered at read
-time; a background sweep deletes them in bounded batches through an index on the
-expiry time, one short write transaction per batch. Expiry times are wall-clock Unix
-times, the clock every process on the host shares.
+time against ``skv_now()``, the store's clock read by SQLite when the statement runs
+(after any wait for another process's lock); a background sweep deletes them in
+bounded batches through an index on the expiry time, one short write statement per
+batch. Expiry times are wall-clock Unix times, the clock every process on the host
+shares.
 """
 
 from __future__ import annotations
@@ -18,19 +20,20 @@ import dataclasses
 import logging
 import os
 import random
+import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..core.checks import check_seconds, prefix_upper_bound
 from ..core.errors import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigurationError,
-    SessionKVError,
     StoreClosedError,
 )
-from ..core.periodic import PeriodicTask
 from ..core.imports import import_client
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
@@ -40,7 +43,7 @@ from . import _sqlite_schema as sql
 if TYPE_CHECKING:
     import aiosqlite
 
-__all__ = ["MEMORY", "SQLiteSessionKVStore"]
+__all__ = ["SQLiteSessionKVStore"]
 
 log = logging.getLogger("sessionkv.sqlite")
 
@@ -50,16 +53,22 @@ MEMORY = ":memory:"
 _SHARED_FILE = StoreSemantics(
     ttl_resolution=0.0,
     min_ttl=0.0,
-    expiry_lag=0.0,  # reads filter on the expiry time: the sweep only frees space
+    # Reads compare expires_at with skv_now(), read as the statement runs: the sweep
+    # only frees space.
+    expiry_lag=0.0,
     shared_across_processes=True,
     shared_across_hosts=False,
     atomic_mset=True,
     scan_cost="O(log n + k)",
+    max_key_bytes=1024,
+    atomic_compare_and_set=True,  # one UPDATE ... WHERE value = ? AND live
 )
 _IN_MEMORY = dataclasses.replace(_SHARED_FILE, shared_across_processes=False)
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_SWEEP_PAUSE = 0.005  # between sweep batches, so writers in other processes get the lock
+_SWEEP_PAUSE = 0.005  # between sweep statements, so writers in other processes get the lock
+# SQLite keeps its busy timeout in int milliseconds.
+_MAX_BUSY_TIMEOUT = (2**31 - 1) / 1000
 
 _T = TypeVar("_T")
 
@@ -94,12 +103,48 @@ def _chunks(items: list[bytes], size: int) -> list[list[bytes]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0")
-    return float(value)
+# -- letting a process exit with a store it never closed ------------------------------
+#
+# aiosqlite runs each connection on a worker thread that is not a daemon, and the
+# interpreter waits for every non-daemon thread before it even runs atexit hooks: a
+# connection never closed would keep its process alive for ever (and the base class's
+# "never closed" warning, an atexit hook, would never show). So the worker is made a
+# daemon before it starts. Should aiosqlite keep its thread where we cannot reach it,
+# the fallback asks the workers of still-open connections to stop when the interpreter
+# shuts its threads down (before it joins them).
+
+_stop_at_shutdown: weakref.WeakSet[Any] = weakref.WeakSet()
+_shutdown_hook_installed = False
+
+
+def _worker_thread(conn: object) -> threading.Thread | None:
+    if isinstance(conn, threading.Thread):  # older aiosqlite: the connection is the thread
+        return conn
+    thread = getattr(conn, "_thread", None)  # aiosqlite 0.22: it owns one
+    return thread if isinstance(thread, threading.Thread) else None
+
+
+def _let_process_exit_without_close(conn: aiosqlite.Connection) -> None:
+    """Call before awaiting ``aiosqlite.connect(...)``, which starts the worker."""
+    global _shutdown_hook_installed
+    thread = _worker_thread(conn)
+    if thread is not None and thread.ident is None:  # not started yet
+        thread.daemon = True
+        return
+    register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9
+    if not callable(register) or not callable(getattr(conn, "stop", None)):
+        log.debug("cannot make aiosqlite's worker a daemon; close the store before exit")
+        return
+    if not _shutdown_hook_installed:
+        register(_stop_open_workers)
+        _shutdown_hook_installed = True
+    _stop_at_shutdown.add(conn)
+
+
+def _stop_open_workers() -> None:
+    for conn in list(_stop_at_shutdown):  # the stores that were never closed
+        with contextlib.suppress(Exception):
+            conn.stop()
 
 
 class SQLiteSessionKVStore(SessionKVStore):
@@ -109,11 +154,12 @@ class SQLiteSessionKVStore(SessionKVStore):
     for a private in-memory database. ``busy_timeout`` is how long an operation waits
     for another process's write lock before raising
     :class:`~sessionkv.BackendTimeoutError`. ``sweep_interval`` is how often expired
-    rows are deleted, ``sweep_batch`` rows per write transaction. ``synchronous`` is
-    SQLite's durability level: ``"NORMAL"`` (default) survives any process crash, a
-    power loss may drop the last commits; ``"FULL"`` also survives power loss, at the
-    cost of an fsync per write. ``clock`` returns Unix time; processes sharing a file
-    must use the same clock.
+    rows are deleted, ``sweep_batch`` how many rows each sweep statement deletes.
+    ``synchronous`` is SQLite's durability level: ``"NORMAL"`` (default) survives any
+    process crash, a power loss may drop the last commits; ``"FULL"`` also survives
+    power loss, at the cost of an fsync per write. ``clock`` returns Unix time; SQLite
+    calls it (on the connection's thread) each time a statement runs, and processes
+    sharing a file must use the same clock.
     """
 
     # The declaration of its usual use, a file; an in-memory store narrows it (below).
@@ -133,33 +179,42 @@ class SQLiteSessionKVStore(SessionKVStore):
         super().__init__(namespace=namespace)
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
-        self._path = os.fspath(path)
-        if not isinstance(self._path, str) or not self._path:
-            raise ValueError("path must be a non-empty file path or ':memory:'")
-        try:
-            self._ns = namespace.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"namespace {namespace!r} is not encodable as UTF-8") from None
-        self._busy_timeout = _positive("busy_timeout", busy_timeout)
-        self._sweep_interval = _positive("sweep_interval", sweep_interval)
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a str path, not {type(path).__name__}")
+        if not path:
+            raise ConfigurationError("path must be a non-empty file path or ':memory:'")
+        self._path = path
+        self._ns = namespace.encode()  # the base refused a namespace UTF-8 cannot encode
+        self._busy_timeout = check_seconds("busy_timeout", busy_timeout)
+        if self._busy_timeout > _MAX_BUSY_TIMEOUT:
+            raise ConfigurationError(
+                f"busy_timeout must be at most {_MAX_BUSY_TIMEOUT:g} s, not {busy_timeout!r}"
+            )
+        self._sweep_every = check_seconds("sweep_interval", sweep_interval)
         if isinstance(sweep_batch, bool) or not isinstance(sweep_batch, int):
-            raise TypeError("sweep_batch must be an int")
+            raise TypeError(f"sweep_batch must be an int, not {type(sweep_batch).__name__}")
         if sweep_batch < 1:
-            raise ValueError("sweep_batch must be >= 1")
-        self._sweep_batch = sweep_batch
-        if not isinstance(synchronous, str) or synchronous.upper() not in _SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, not {synchronous!r}")
+            raise ConfigurationError(f"sweep_batch must be >= 1, not {sweep_batch}")
+        self._rows_per_sweep = sweep_batch
+        if not isinstance(synchronous, str):
+            raise TypeError(f"synchronous must be str, not {type(synchronous).__name__}")
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ConfigurationError(
+                f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}"
+            )
         self._synchronous = synchronous.upper()
         if not callable(clock):
             raise TypeError("clock must be a callable returning Unix time in seconds")
         self._clock = clock
         self._conn: aiosqlite.Connection | None = None
-        # Held for a multi-statement transaction; single statements wait for it, so none
-        # lands inside another task's transaction on the shared connection.
+        # Held by a multi-statement transaction from before its BEGIN is queued until
+        # its COMMIT or ROLLBACK has run (or is at least queued, should a second
+        # cancellation interrupt the rollback). A single statement goes straight to the
+        # connection only while the lock is free (it is then queued ahead of any later
+        # BEGIN); otherwise, and for every retry after SQLITE_BUSY, it waits for the
+        # lock: so none lands inside another task's transaction on the shared connection.
         self._txn_lock = asyncio.Lock()
-        self._sweeper = PeriodicTask(
-            f"sessionkv sqlite sweep {id(self):x}", self._sweep_interval, self.purge_expired
-        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteSessionKVStore:
@@ -206,11 +261,9 @@ class SQLiteSessionKVStore(SessionKVStore):
         """Seconds an operation waits for another connection's write lock."""
         return self._busy_timeout
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(path={self._path!r}, namespace={self.namespace!r}, "
-            f"state={self._state.value})"
-        )
+    def _describe(self) -> str:
+        path = getattr(self, "_path", None)
+        return "" if path is None else f"path={path!r}"
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -219,24 +272,26 @@ class SQLiteSessionKVStore(SessionKVStore):
         if not self.in_memory:
             self._make_parent_directory()
             self._probe_open()
+        conn = aiosqlite.connect(
+            self._path,
+            isolation_level=None,  # autocommit: we issue BEGIN IMMEDIATE ourselves
+            timeout=self._busy_timeout,
+            cached_statements=256,
+        )
+        _let_process_exit_without_close(conn)
         try:
-            conn = await aiosqlite.connect(
-                self._path,
-                isolation_level=None,  # autocommit: we issue BEGIN IMMEDIATE ourselves
-                timeout=self._busy_timeout,
-                cached_statements=256,
-            )
+            await conn  # starts the worker thread; aiosqlite stops it if this fails
         except Exception as exc:
             raise self._open_error(exc) from exc
         try:
             await self._prepare(conn)
-        except BaseException as exc:
-            await conn.close()
+        except BaseException as exc:  # failed or cancelled: release what we opened
+            with contextlib.suppress(Exception):
+                await conn.close()  # stops the worker even if cancelled again
             if isinstance(exc, Exception) and _is_unwritable(exc):
                 raise self._open_error(exc) from exc
             raise
         self._conn = conn
-        self._sweeper.start()
 
     def _make_parent_directory(self) -> None:
         parent = os.path.dirname(os.path.abspath(self._path))
@@ -267,19 +322,12 @@ class SQLiteSessionKVStore(SessionKVStore):
         )
 
     async def _prepare(self, conn: aiosqlite.Connection) -> None:
-        """Pragmas, WAL and the schema; retried while another process holds a lock."""
+        """The clock, pragmas, WAL and the schema; retried while another process holds
+        a lock."""
+        await sql.install_clock(conn, self._clock)
         await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         if not self.in_memory:
-            mode = await self._retrying(lambda: conn.execute_fetchall("PRAGMA journal_mode"))
-            if str(next(iter(mode))[0]).lower() != "wal":
-                mode = await self._retrying(
-                    lambda: conn.execute_fetchall("PRAGMA journal_mode = WAL")
-                )
-                if str(next(iter(mode))[0]).lower() != "wal":
-                    raise BackendError(
-                        f"{self!r}: SQLite refused WAL mode (is {self._path!r} on a network "
-                        "file system?); processes could not share it safely"
-                    )
+            await self._enable_wal(conn)
         await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         if await self._schema_version(conn) == sql.SCHEMA_VERSION:
             return  # the common case: no write lock taken at start
@@ -292,12 +340,23 @@ class SQLiteSessionKVStore(SessionKVStore):
                 await conn.execute(statement)
             await conn.execute(f"PRAGMA user_version = {sql.SCHEMA_VERSION}")
 
-        await self._in_transaction(conn, create)
+        await self._in_transaction(create, conn)
         version = await self._schema_version(conn)
         if version != sql.SCHEMA_VERSION:
             raise ConfigurationError(
                 f"{self!r}: the database has schema version {version}, newer than this "
                 f"sessionkv supports ({sql.SCHEMA_VERSION}); upgrade sessionkv"
+            )
+
+    async def _enable_wal(self, conn: aiosqlite.Connection) -> None:
+        mode = await self._retrying(lambda: conn.execute_fetchall("PRAGMA journal_mode"))
+        if str(next(iter(mode))[0]).lower() == "wal":
+            return
+        mode = await self._retrying(lambda: conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+        if str(next(iter(mode))[0]).lower() != "wal":
+            raise BackendError(
+                f"{self!r}: SQLite refused WAL mode (is {self._path!r} on a network "
+                "file system?); processes could not share it safely"
             )
 
     @staticmethod
@@ -306,9 +365,11 @@ class SQLiteSessionKVStore(SessionKVStore):
         return int(next(iter(rows))[0])
 
     async def _close(self) -> None:
-        await self._sweeper.stop()
+        # Statements already queued on the connection finish first; later ones find no
+        # connection and raise StoreClosedError.
         conn, self._conn = self._conn, None
         if conn is not None:
+            _stop_at_shutdown.discard(conn)
             await conn.close()
 
     # -- statements ----------------------------------------------------------------
@@ -334,31 +395,46 @@ class SQLiteSessionKVStore(SessionKVStore):
             raise StoreClosedError(f"{self!r} is closed")
         return conn
 
-    async def _fetch(self, statement: str, params: Sequence[Any]) -> list[Any]:
-        """One statement, auto-committed, in one hop to the connection's thread."""
-        if self._txn_lock.locked():
-            async with self._txn_lock:
-                return await self._fetch_now(statement, params)
-        return await self._fetch_now(statement, params)
+    async def _statement(self, run: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        """``run`` one auto-committed statement, never inside another task's
+        transaction (see ``_txn_lock``): a retry after SQLITE_BUSY is queued only once
+        no transaction of this store is open or queued."""
+        if not self._txn_lock.locked():
+            try:
+                return await run(self._connection())
+            except Exception as exc:
+                if not _is_busy(exc):
+                    raise
+        async with self._txn_lock:
+            conn = self._connection()
+            return await self._retrying(lambda: run(conn))
 
-    async def _fetch_now(self, statement: str, params: Sequence[Any]) -> list[Any]:
-        conn = self._connection()
-        try:
+    async def _execute(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """One statement (a read or a write), auto-committed; its rows."""
+
+        async def run(conn: aiosqlite.Connection) -> list[Any]:
             rows = await conn.execute_fetchall(statement, params)
-        except Exception as exc:
-            if not _is_busy(exc):
-                raise
-            rows = await self._retrying(lambda: conn.execute_fetchall(statement, params))
-        return rows  # type: ignore[return-value] # fetchall() is a list
+            return rows  # type: ignore[return-value] # fetchall() is a list
+
+        return await self._statement(run)
+
+    async def _execute_counting(self, statement: str, params: Sequence[Any]) -> int:
+        """One write statement, auto-committed; how many rows it changed."""
+
+        async def run(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(statement, params)
+            return max(int(cursor.rowcount), 0)
+
+        return await self._statement(run)
 
     async def _in_transaction(
         self,
-        conn: aiosqlite.Connection,
         body: Callable[[aiosqlite.Connection], Awaitable[None]],
+        conn: aiosqlite.Connection | None = None,
     ) -> None:
         """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction; roll back on any error."""
 
-        async def attempt() -> None:
+        async def attempt(conn: aiosqlite.Connection) -> None:
             try:
                 # Inside the try: a cancelled BEGIN still runs on the connection's thread.
                 await conn.execute("BEGIN IMMEDIATE")
@@ -366,124 +442,111 @@ class SQLiteSessionKVStore(SessionKVStore):
                 await conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(Exception):
-                    await conn.execute("ROLLBACK")
+                    await conn.execute("ROLLBACK")  # queued at once, even if cancelled
                 raise
 
         async with self._txn_lock:
-            await self._retrying(attempt)
+            in_use = conn or self._connection()
+            await self._retrying(lambda: attempt(in_use))
 
     async def _write_batches(self, batches: list[tuple[str, Sequence[Any]]]) -> None:
         """Several statements atomically: one auto-commit if there is one, else a
         transaction."""
         if len(batches) == 1:
-            await self._fetch(*batches[0])
+            await self._execute(*batches[0])
             return
 
         async def body(conn: aiosqlite.Connection) -> None:
             for statement, params in batches:
                 await conn.execute(statement, params)
 
-        await self._in_transaction(self._connection(), body)
+        await self._in_transaction(body)
 
     # -- primitives ------------------------------------------------------------------
 
     async def _set(self, key: str, value: bytes, ttl: float, only_if_exists: bool) -> None:
-        now = self._clock()
         if only_if_exists:
-            params: tuple[Any, ...] = (value, now + ttl, self._ns, key.encode(), now)
-            await self._fetch(sql.SET_IF_EXISTS, params)
+            await self._execute(sql.SET_IF_EXISTS, (value, ttl, self._ns, key.encode()))
         else:
-            await self._fetch(sql.SET, (self._ns, key.encode(), value, now + ttl))
+            await self._execute(sql.SET, (self._ns, key.encode(), value, ttl))
+
+    async def _compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        params = (value, ttl, self._ns, key.encode(), expected)
+        return await self._execute_counting(sql.COMPARE_AND_SET, params) > 0
 
     async def _mset(self, items: list[tuple[str, bytes, float]]) -> None:
-        now = self._clock()
         rows_per_statement = sql.MAX_PARAMS // 4
         batches: list[tuple[str, Sequence[Any]]] = []
         for start in range(0, len(items), rows_per_statement):
             chunk = items[start : start + rows_per_statement]
             params: list[Any] = []
             for key, value, ttl in chunk:
-                params += (self._ns, key.encode(), value, now + ttl)
+                params += (self._ns, key.encode(), value, ttl)
             batches.append((sql.mset_many(len(chunk)), params))
         await self._write_batches(batches)
 
     async def _get(self, key: str) -> bytes | None:
-        rows = await self._fetch(sql.GET, (self._ns, key.encode(), self._clock()))
+        rows = await self._execute(sql.GET, (self._ns, key.encode()))
         return rows[0][0] if rows else None  # BLOBs come back as bytes
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         encoded = [key.encode() for key in keys]
-        now = self._clock()
         found: dict[bytes, bytes] = {}
-        for chunk in _chunks(list(dict.fromkeys(encoded)), sql.MAX_PARAMS - 2):
-            rows = await self._fetch(sql.mget_many(len(chunk)), (self._ns, now, *chunk))
+        for chunk in _chunks(list(dict.fromkeys(encoded)), sql.MAX_PARAMS - 1):
+            rows = await self._execute(sql.mget_many(len(chunk)), (self._ns, *chunk))
             found.update(rows)
         return [found.get(key) for key in encoded]
 
     def _range(self, prefix: str, statements: tuple[str, str, str]) -> tuple[str, tuple[Any, ...]]:
         """The statement and parameters for the half-open key range of ``prefix``."""
-        now = self._clock()
         if not prefix:
-            return statements[0], (self._ns, now)
+            return statements[0], (self._ns,)
         low = prefix.encode()
-        high = sql.prefix_upper_bound(low)
+        high = prefix_upper_bound(low)
         if high is None:
-            return statements[1], (self._ns, low, now)
-        return statements[2], (self._ns, low, high, now)
+            return statements[1], (self._ns, low)
+        return statements[2], (self._ns, low, high)
 
     async def _keys(self, prefix: str) -> list[str]:
         statement, params = self._range(prefix, (sql.KEYS_ALL, sql.KEYS_FROM, sql.KEYS_RANGE))
-        return [row[0].decode() for row in await self._fetch(statement, params)]
+        return [row[0].decode() for row in await self._execute(statement, params)]
 
     async def _scan(self, prefix: str) -> list[tuple[str, bytes]]:
         statement, params = self._range(prefix, (sql.SCAN_ALL, sql.SCAN_FROM, sql.SCAN_RANGE))
-        return [(k.decode(), v) for k, v in await self._fetch(statement, params)]
+        return [(k.decode(), v) for k, v in await self._execute(statement, params)]
 
     async def _delete(self, keys: list[str]) -> None:
         unique = _unique_encoded(keys)
-        if len(unique) < sql.MAX_PARAMS:  # the usual case: one statement
-            await self._fetch(sql.delete_many(len(unique)), (self._ns, *unique))
-            return
+        chunks = _chunks(unique, sql.MAX_PARAMS - 1)
         await self._write_batches(
-            [
-                (sql.delete_many(len(chunk)), (self._ns, *chunk))
-                for chunk in _chunks(unique, sql.MAX_PARAMS - 1)
-            ]
+            [(sql.delete_many(len(chunk)), (self._ns, *chunk)) for chunk in chunks]
         )
 
     async def _expire(self, keys: list[str], ttl: float) -> None:
-        unique = _unique_encoded(keys)
-        now = self._clock()
+        chunks = _chunks(_unique_encoded(keys), sql.MAX_PARAMS - 2)
         await self._write_batches(
-            [
-                (sql.expire_many(len(chunk)), (now + ttl, self._ns, now, *chunk))
-                for chunk in _chunks(unique, sql.MAX_PARAMS - 3)
-            ]
+            [(sql.expire_many(len(chunk)), (ttl, self._ns, *chunk)) for chunk in chunks]
         )
 
     # -- expiry sweep ------------------------------------------------------------------
 
     async def purge_expired(self) -> int:
-        """Delete every expired row (of every namespace in the file) now, in batches of
-        ``sweep_batch`` rows, one short write transaction each; returns how many."""
+        """Delete every expired row (of every namespace in the file) now, ``sweep_batch``
+        rows per auto-committed statement, with a short pause between statements so
+        other processes' writers get the lock; returns how many rows it deleted."""
         await self._ensure_open()
         total = 0
-        try:
+        with self._errors:
             while True:
-                async with self._txn_lock:  # never inside another task's transaction
-                    cursor = await self._retrying(self._sweep_batch_once)
-                deleted = max(cursor.rowcount, 0)
+                deleted = await self._execute_counting(sql.SWEEP, (self._rows_per_sweep,))
                 total += deleted
-                if deleted < self._sweep_batch:
-                    return total
+                if deleted < self._rows_per_sweep:
+                    break
                 await asyncio.sleep(_SWEEP_PAUSE)
-        except SessionKVError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
+        return total
 
-    def _sweep_batch_once(self) -> Awaitable[aiosqlite.Cursor]:
-        return self._connection().execute(sql.SWEEP, (self._clock(), self._sweep_batch))
+    async def _sweep(self) -> int:
+        return await self.purge_expired()
 
     # -- errors ------------------------------------------------------------------------
 
