@@ -221,7 +221,8 @@ class SessionKVStore(abc.ABC):
                 raise self._translate_error(exc) from exc
 
     def _warn_unclosed(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is _State.OPEN and not getattr(self, "_warned", False):
+            self._warned = True  # once: at exit, or when collected, whichever is first
             warnings.warn(
                 f"{self!r} was never closed: close it (await store.close(), `async with`, "
                 "or let SessionRegistry.stop() close it) to release its connections",
