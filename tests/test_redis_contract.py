@@ -1,6 +1,8 @@
 """The Redis backend against the shared contract suites, on a real redis-server: two
 stores of one namespace are two connections, as two nodes would have."""
 
+from urllib.parse import quote
+
 import pytest
 
 from sessionkv import RedisSessionKVStore
@@ -13,3 +15,8 @@ class TestRedisStore(StoreContractTests, RegistryContractTests):
     @pytest.fixture
     def store_factory(self, redis_server):
         return lambda namespace: RedisSessionKVStore(url=redis_server.url, namespace=namespace)
+
+    @pytest.fixture
+    def store_url(self, redis_server):
+        # The same server and namespace, opened by create_store in a second process.
+        return lambda namespace: f"{redis_server.url}?namespace={quote(namespace, safe='')}"

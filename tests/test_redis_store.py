@@ -10,21 +10,26 @@ import logging
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from redis import exceptions as redis_exceptions
 
 from sessionkv import RedisSessionKVStore, SessionRegistry, create_store
 from sessionkv.backends.redis import namespace_prefix
+from sessionkv.contract_tests.servers import free_port
 from sessionkv.contract_tests.servers.redis import RedisServer, start_redis
 from sessionkv.core.errors import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigurationError,
+    StoreClosedError,
 )
 
 pytestmark = pytest.mark.redis
@@ -71,15 +76,16 @@ def test_url_forms_and_options(redis_server: RedisServer) -> None:
     store = create_store(f"{redis_server.url}?namespace=n1&timeout=2.5")
     assert isinstance(store, RedisSessionKVStore)
     assert store.namespace == "n1"
-    assert store._connection["socket_timeout"] == 2.5
-    assert store._connection["db"] == 0
-    assert create_store("redis://h:1/3")._connection["db"] == 3  # type: ignore[attr-defined]
+    assert store._config.timeout == store._config.pool["socket_timeout"] == 2.5
+    assert store._config.pool["db"] == 0 and store._config.kind == "tcp"
+    assert create_store("redis://h:1/3")._config.pool["db"] == 3  # type: ignore[attr-defined]
     unix = RedisSessionKVStore.from_url("unix:///tmp/r.sock?db=2", namespace="n2")
-    assert unix._connection["unix_socket_path"] == "/tmp/r.sock"
-    assert unix._connection["db"] == 2 and unix.namespace == "n2"
+    assert unix._config.kind == "unix" and unix._config.pool["path"] == "/tmp/r.sock"
+    assert unix._config.pool["db"] == 2 and unix.namespace == "n2"
     tls = RedisSessionKVStore("rediss://h:1/0?ssl_cert_reqs=none&ssl_check_hostname=false")
-    assert tls._connection["ssl"] is True and tls._connection["ssl_check_hostname"] is False
-    assert RedisSessionKVStore()._connection["host"] == "localhost"
+    assert tls._config.kind == "tls" and tls._config.pool["ssl_check_hostname"] is False
+    assert RedisSessionKVStore()._config.pool["host"] == "localhost"
+    assert RedisSessionKVStore(max_connections=3, sweep_interval=0)._config.max_connections == 3
     with pytest.raises(ConfigurationError, match="bogus"):
         create_store(redis_server.url, bogus=1)
 
@@ -94,18 +100,162 @@ def test_url_forms_and_options(redis_server: RedisServer) -> None:
         "rediss://h:1/0?ssl_cert_reqs=sometimes",
         "unix://",
         "redis://h:1/0?timeout=0",
+        "redis://h:1/0?timeout=-1",
+        "redis://h:1/0?timeout=nan",
+        "redis://h:1/0?timeout=inf",
+        "redis://h:1/0?timeout=soon",
+        "redis://h:1/0?sweep_interval=-1",
+        "redis://h:1/0?max_connections=0",
+        "redis://h:1/0?max_connections=-3",
+        "redis://h:1/0?db=-1",
+        "redis://h:1/2?db=3",
+        "rediss://h:1/0?ssl_check_hostname=maybe",
+        "http://h:1/0",
     ],
 )
 def test_bad_urls_are_configuration_errors(url: str) -> None:
-    with pytest.raises((ConfigurationError, ValueError)):
+    # Exactly ConfigurationError (what the CLI and `except ConfigurationError` catch),
+    # not just any ValueError: an out-of-range value is a configuration mistake.
+    with pytest.raises(ConfigurationError):
         RedisSessionKVStore.from_url(url)
 
 
-def test_repr_and_errors_hide_the_password() -> None:
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"timeout": 0}, ConfigurationError),
+        ({"timeout": -1.0}, ConfigurationError),
+        ({"timeout": float("inf")}, ConfigurationError),
+        ({"sweep_interval": -1}, ConfigurationError),
+        ({"max_connections": 0}, ConfigurationError),
+        ({"db": -1}, ConfigurationError),
+        ({"ssl_cert_reqs": "sometimes"}, ConfigurationError),
+        ({"timeout": "1"}, TypeError),
+        ({"sweep_interval": "60"}, TypeError),
+        ({"max_connections": "3"}, TypeError),
+        ({"max_connections": 2.5}, TypeError),
+        ({"db": "1"}, TypeError),
+        ({"db": True}, TypeError),
+        ({"ssl_check_hostname": "yes"}, TypeError),
+        ({"ssl_ca_certs": 3}, TypeError),
+        ({"namespace": 3}, TypeError),
+    ],
+)
+def test_bad_keyword_values(options: dict[str, object], error: type[Exception]) -> None:
+    url = "rediss://h:1/0" if any(name.startswith("ssl_") for name in options) else "redis://h:1/0"
+    with pytest.raises(error):
+        RedisSessionKVStore(url, **options)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        create_store(url, **options)
+
+
+def test_cli_reports_a_bad_option_value_in_one_line() -> None:
+    # C21: a plain ValueError escaped the CLI as a traceback with exit status 1.
+    url = "redis://:hunter2@127.0.0.1:1/0?timeout=0"
+    out = subprocess.run(
+        [sys.executable, "-m", "sessionkv", "sessions", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "timeout" in out.stderr and "hunter2" not in out.stderr
+
+
+def test_repr_hides_the_password_and_the_query() -> None:
+    store = RedisSessionKVStore("redis://bob:hunter2%21@127.0.0.1:1/0?namespace=n&timeout=2")
+    assert repr(store) == (
+        "RedisSessionKVStore(url='redis://bob:***@127.0.0.1:1/0', namespace='n', state=new)"
+    )
+
+
+def test_repr_of_a_half_built_store_does_not_raise() -> None:
+    # A constructor that fails leaves a half-built object behind; debuggers and error
+    # reporters (capture_locals) call repr() on it while formatting the real error.
+    with pytest.raises(ConfigurationError) as failed:
+        RedisSessionKVStore("redis://:hunter2@127.0.0.1:notaport/0")
+    text = "".join(
+        traceback.TracebackException.from_exception(failed.value, capture_locals=True).format()
+    )
+    assert "RedisSessionKVStore(" in text and "hunter2" not in str(failed.value)
+    half_built = RedisSessionKVStore.__new__(RedisSessionKVStore)
+    assert repr(half_built).startswith("RedisSessionKVStore(")
+
+
+@pytest.mark.parametrize(
+    ("make", "mapped"),
+    [
+        (lambda rx, text: rx.ConnectionError(text), BackendUnavailableError),
+        (lambda rx, text: rx.TimeoutError(text), BackendTimeoutError),
+        (lambda rx, text: rx.AuthenticationError(text), BackendError),
+        (lambda rx, text: rx.AuthorizationError(text), BackendError),
+        (lambda rx, text: rx.BusyLoadingError(text), BackendUnavailableError),
+        (lambda rx, text: rx.ResponseError(text), BackendError),
+        (lambda rx, text: ConnectionRefusedError(text), BackendUnavailableError),
+        (lambda rx, text: RuntimeError(text), BackendError),
+    ],
+    ids=["connection", "timeout", "auth", "acl", "loading", "response", "os", "other"],
+)
+def test_every_error_branch_scrubs_the_password(
+    make: Callable[[Any, str], Exception], mapped: type[Exception]
+) -> None:
     store = RedisSessionKVStore("redis://bob:hunter2%21@127.0.0.1:1/0")
-    assert "hunter2" not in repr(store) and "bob" in repr(store)
-    error = store._translate_error(ConnectionError("auth hunter2! failed"))
-    assert "hunter2" not in str(error)
+    error = store._translate_error(make(redis_exceptions, "auth hunter2! failed"))
+    assert type(error) is mapped or isinstance(error, mapped)
+    assert "hunter2" not in str(error) and "***" in str(error)
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[RedisServer]:
+    """A plain-TCP server whose default user has a password (``requirepass``)."""
+    server = start_redis(password="hunter2!")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _chain(error: BaseException) -> str:
+    text = ""
+    while error is not None:
+        text += f"{error!r} {error} "
+        error = error.__cause__  # type: ignore[assignment]
+    return text
+
+
+@pytest.mark.asyncio
+async def test_real_failures_never_show_the_password(
+    password_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert password_server.url.startswith("redis://default:hunter2%21@")
+    async with create_store(password_server.url, namespace=_ns()) as store:
+        await store.set("k", b"v", LONG)  # the right password works
+        await store.delete(["k"])
+    wrong = password_server.url.replace("hunter2%21", "hunter3-wrong%21")
+    failures: list[BaseException] = []
+    with pytest.raises(BackendError, match="refused the credentials") as refused:
+        await RedisSessionKVStore(wrong).get("k")  # redis-py's AuthenticationError
+    failures.append(refused.value)
+    unreachable = f"redis://default:hunter3-wrong%21@127.0.0.1:{free_port()}/0"
+    with pytest.raises(BackendUnavailableError) as refused_port:
+        await RedisSessionKVStore(unreachable, timeout=2).get("k")  # redis-py's ConnectionError
+    failures.append(refused_port.value)
+    async with RedisSessionKVStore(password_server.url, namespace=_ns(), timeout=0.3) as store:
+        await store.get("k")
+        password_server.pause()
+        try:
+            with pytest.raises(BackendTimeoutError) as timed_out:  # redis-py's TimeoutError
+                await store.get("k")
+        finally:
+            password_server.resume()
+    failures.append(timed_out.value)
+    for error in failures:
+        chain = _chain(error)
+        assert "hunter" not in chain, chain
+        assert "127.0.0.1" in chain  # the message still says where
+    assert "hunter" not in caplog.text
 
 
 @pytest.mark.asyncio
@@ -186,17 +336,60 @@ async def test_scans_drop_members_whose_value_is_gone(
 
 
 @pytest.mark.asyncio
-async def test_purge_and_background_sweep(redis_server: RedisServer, raw: aioredis.Redis) -> None:
-    async with RedisSessionKVStore(redis_server.url, namespace=_ns()) as store:
+async def test_trim_index_and_background_sweep(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    async with RedisSessionKVStore(redis_server.url, namespace=_ns(), sweep_interval=0) as store:
+        assert store._sweeper is None  # sweep_interval=0: no background task
         idx, _ = _index_keys(store)
         await store.mset([(f"k{i}", b"", 0.05) for i in range(1500)])
         await _poll(lambda: _equals(store.get("k0"), None), 5, "expiry")
-        assert await store.purge_expired() == 1500
+        assert await store.trim_index() == 1500  # in batches of 1000
         assert await raw.zcard(idx) == 0
+        await store.mset([(f"k{i}", b"", 0.05) for i in range(10)])
+        await _poll(lambda: _equals(store.get("k0"), None), 5, "expiry")
+        assert await store.purge_expired() == 10  # the 0.1 name still works
     async with RedisSessionKVStore(redis_server.url, namespace=_ns(), sweep_interval=0.05) as store:
+        sweeper = store._sweeper  # the base class runs the loop
+        assert sweeper is not None and sweeper.running
         idx, _ = _index_keys(store)
         await store.mset([(f"k{i}", b"", 0.05) for i in range(50)])
         await _poll(lambda: _equals(raw.zcard(idx), 0), 5, "background sweep")
+    assert not sweeper.running
+
+
+@pytest.mark.asyncio
+async def test_trim_index_reports_a_busy_pool_in_its_own_words(
+    redis_server: RedisServer,
+) -> None:
+    # The slot timeout's message says what to do (raise max_connections); it must be
+    # the error the caller sees, not a generic "no answer in time" wrapped around it.
+    async with RedisSessionKVStore(
+        redis_server.url, namespace=_ns(), max_connections=1, timeout=0.2
+    ) as store:
+        await store._slots.acquire()  # the one connection is busy
+        try:
+            for name in ("purge_expired", "trim_index"):
+                with pytest.raises(BackendTimeoutError) as busy:
+                    await getattr(store, name)()
+                assert "every pooled connection stayed busy" in str(busy.value)
+                assert "raise max_connections" in str(busy.value)
+        finally:
+            store._slots.release()
+        assert await store.trim_index() == 0
+
+
+@pytest.mark.asyncio
+async def test_huge_ttl_is_clamped_as_declared(
+    store: RedisSessionKVStore, raw: aioredis.Redis
+) -> None:
+    semantics = store.semantics
+    assert semantics.max_ttl == 2**50 / 1000
+    assert semantics.effective_ttl(1e300) == semantics.max_ttl
+    await store.set("k", b"v", 1e300)
+    pttl = await raw.pttl(namespace_prefix(store.namespace) + b"k:k")
+    assert 2**50 - 60_000 < pttl <= 2**50
+    assert await store.get("k") == b"v"
 
 
 @pytest.mark.asyncio
@@ -276,10 +469,14 @@ async def test_one_round_trip_per_operation(
         ("register", lambda: registry.register("call", "x"), 1),
         ("get", lambda: registry.get("call", "x"), 1),
         ("get_for_call", lambda: registry.get_for_call("call"), 1),
+        # A read, then one compare-and-set script (never over a newer registration).
         ("update_metrics", lambda: registry.update_metrics("call", "x", {"a": 1}), 2),
         ("refresh(20)", lambda: registry.refresh(sessions), 1),
-        ("request_close", lambda: registry.request_close("call", "s1"), 1),
         ("get_close_requests(20)", lambda: registry.get_close_requests(sessions), 1),
+        # The registry reads the session first: a request belongs to a registration.
+        ("request_close", lambda: registry.request_close("call", "s1"), 2),
+        # ...and checks a pending request against the registration it was made for.
+        ("get_close_requests(20), one pending", lambda: registry.get_close_requests(sessions), 2),
         ("remove", lambda: registry.remove("call", "x"), 1),
         ("mset(50)", lambda: store.mset([(f"m{i}", b"", LONG) for i in range(50)]), 1),
         ("mget(50)", lambda: store.mget([f"m{i}" for i in range(50)]), 1),
@@ -295,6 +492,129 @@ async def test_one_round_trip_per_operation(
 
 async def _equals(awaitable: Awaitable[object], expected: object) -> bool:
     return await awaitable == expected
+
+
+# -- compare_and_set ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_compare_and_set_is_one_atomic_script(
+    store: RedisSessionKVStore, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    assert store.semantics.atomic_compare_and_set is True
+    _, exp = _index_keys(store)
+    await store.set("k", b"v1", 1.0)
+    async with _monitor(redis_server) as seen:
+        assert await store.compare_and_set("k", b"v1", b"v2", LONG) is True
+    assert len(seen.top) == 1 and seen.top[0].startswith("EVALSHA"), seen.top
+    assert await store.get("k") == b"v2"
+    # The index learns the new expiry in the same step, as with every write.
+    server_ms = (await raw.time())[0] * 1000
+    score = await raw.zscore(exp, "k")
+    assert score is not None and score >= server_ms + (LONG - 5) * 1000
+    # Refused writes leave no trace, in the data or the index.
+    assert await store.compare_and_set("k", b"v1", b"v3", LONG) is False
+    assert await store.compare_and_set("new", b"", b"x", LONG) is False
+    assert await raw.exists(namespace_prefix(store.namespace) + b"k:new") == 0
+    assert await raw.zscore(exp, "new") is None
+    assert await store.keys("") == ["k"]
+
+
+@pytest.mark.asyncio
+async def test_compare_and_set_races_between_nodes_have_one_winner(
+    redis_server: RedisServer,
+) -> None:
+    namespace = _ns()
+    async with (
+        RedisSessionKVStore(redis_server.url, namespace=namespace) as a,
+        RedisSessionKVStore(redis_server.url, namespace=namespace) as b,
+    ):
+        for round_ in range(20):
+            start = b"start%d" % round_
+            await a.set("k", start, LONG)
+            racers = [
+                node.compare_and_set("k", start, b"%s-%d" % (name, i), LONG)
+                for i in range(8)
+                for name, node in ((b"a", a), (b"b", b))
+            ]
+            assert sum(await asyncio.gather(*racers)) == 1, round_
+        await a.delete(["k"])
+
+
+@pytest.mark.asyncio
+async def test_compare_and_set_survives_a_script_flush(
+    store: RedisSessionKVStore, raw: aioredis.Redis
+) -> None:
+    await store.set("k", b"v", LONG)
+    await raw.script_flush()  # as after a server restart: EVALSHA answers NOSCRIPT
+    assert await store.compare_and_set("k", b"v", b"w", LONG) is True
+    assert await store.get("k") == b"w"
+
+
+@pytest.mark.asyncio
+async def test_update_metrics_never_writes_over_a_newer_registration(
+    store: RedisSessionKVStore,
+) -> None:
+    # C6 (review repro r06): node a reads the record, the session moves to node b,
+    # then a's write lands. It must not bring back a's registration.
+    node_a = SessionRegistry(store, node_id="node-a", ttl=LONG, close_store=False)
+    node_b = SessionRegistry(store, node_id="node-b", ttl=LONG, close_store=False)
+    await node_a.register("call", "s1")
+    real_get, gate, read = store._get, asyncio.Event(), asyncio.Event()
+
+    async def slow_get(key: str) -> bytes | None:
+        value = await real_get(key)
+        read.set()
+        await gate.wait()
+        return value
+
+    store._get = slow_get  # type: ignore[method-assign]
+    update = asyncio.ensure_future(node_a.update_metrics("call", "s1", {"rtt": 1}))
+    await read.wait()
+    store._get = real_get  # type: ignore[method-assign]
+    await node_a.remove("call", "s1")
+    await node_b.register("call", "s1")
+    gate.set()
+    await update
+    info = await node_b.get("call", "s1")
+    assert info is not None and info.node_id == "node-b" and info.metrics == {}
+    await node_b.update_metrics("call", "s1", {"rtt": 2})
+    info = await node_a.get("call", "s1")
+    assert info is not None and info.node_id == "node-b" and info.metrics == {"rtt": 2}
+
+
+# -- closing -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_close_with_operations_in_flight_drops_every_connection(
+    private_server: RedisServer,
+) -> None:
+    # C12: in-flight calls whose connections close() dropped used to reconnect (redis-py
+    # retried them), succeed after close() and leave those connections open for good.
+    raw = aioredis.Redis(host="127.0.0.1", port=private_server.port)
+    try:
+        for yields in (0, 1, 3, 10):
+            store = RedisSessionKVStore(private_server.url, namespace=_ns(), max_connections=4)
+            await store.start()
+            batch = [(f"k{i}", b"x" * 100, LONG) for i in range(500)]
+            running = [asyncio.ensure_future(store.mset(batch)) for _ in range(4)]
+            running += [asyncio.ensure_future(store.scan("")) for _ in range(4)]
+            running += [asyncio.ensure_future(store.get("k1")) for _ in range(4)]
+            for _ in range(yields):
+                await asyncio.sleep(0)
+            await store.close()
+            outcomes = await asyncio.wait_for(asyncio.gather(*running, return_exceptions=True), 10)
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            assert all(isinstance(e, StoreClosedError) for e in errors), errors
+
+            async def others() -> list[dict[str, str]]:
+                return [c for c in await raw.client_list() if c["cmd"] != "client|list"]
+
+            # The server notices a closed socket at its next event-loop turn: poll briefly.
+            await _poll(lambda: _equals(others(), []), 2, f"connections closed ({yields})")
+    finally:
+        await raw.aclose()
 
 
 # -- unix socket, TLS, credentials -------------------------------------------------------

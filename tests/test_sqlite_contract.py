@@ -18,6 +18,10 @@ class TestSQLiteFileStore(StoreContractTests, RegistryContractTests):
     def store_factory(self, tmp_path):
         return lambda namespace: SQLiteSessionKVStore(tmp_path / "kv.db", namespace=namespace)
 
+    @pytest.fixture
+    def store_url(self, tmp_path):
+        return lambda namespace: f"sqlite:///{tmp_path}/kv.db?namespace={namespace}"
+
 
 class TestSQLiteInMemoryStore(ManualClockFixtures, StoreContractTests, RegistryContractTests):
     @pytest.fixture

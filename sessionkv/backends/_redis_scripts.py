@@ -14,7 +14,7 @@ agrees on them and the index's score is exactly the key's expiry (``PXAT`` and
 
 Every script takes ``KEYS = [idx, exp]`` and the data-key prefix ``P k:`` as
 ``ARGV[1]``; data keys are built inside the script (a single-node layout, not one
-for Redis Cluster). Writes end with a bounded sweep of expired members, and scans drop
+for Redis Cluster). Writes end with a bounded trim of expired members, and scans drop
 the members whose value is gone, so the index cannot grow without bound.
 """
 
@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-__all__ = ["DELETE", "EXPIRE", "SCAN", "SCRIPTS", "SWEEP", "WRITE", "Script"]
+__all__ = ["COMPARE_AND_SET", "DELETE", "EXPIRE", "SCAN", "SCRIPTS", "TRIM", "WRITE", "Script"]
 
-SWEEP_PER_WRITE = 16
+TRIM_PER_WRITE = 16
 """Expired index members each write removes (amortised cleanup, O(log n) each)."""
 
 
@@ -42,7 +42,7 @@ class Script:
 # Shared helpers, prepended to every script. `unpack` takes at most a few thousand
 # arguments, so commands over many members go in chunks.
 _PRELUDE = (
-    f"local SWEEP_PER_WRITE = {SWEEP_PER_WRITE}\n"
+    f"local TRIM_PER_WRITE = {TRIM_PER_WRITE}\n"
     + """
 local idx, exp, prefix = KEYS[1], KEYS[2], ARGV[1]
 local CHUNK = 1000
@@ -65,9 +65,15 @@ local function drop(members)
   end
 end
 
+-- Record that `member` lives until `at` (ms): listed by scans, trimmed after `at`.
+local function index(member, at)
+  redis.call('ZADD', idx, 0, member)
+  redis.call('ZADD', exp, at, member)
+end
+
 -- Remove up to `limit` members whose recorded expiry has passed. A member whose value
 -- is still there (its expiry was changed behind our back) is re-scored, not dropped.
-local function sweep(now, limit)
+local function trim(now, limit)
   local due = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, limit)
   local gone = {}
   for _, member in ipairs(due) do
@@ -107,12 +113,11 @@ for i = 3, #ARGV, 3 do
     ok = redis.call('SET', prefix .. member, ARGV[i + 1], 'PXAT', now + ms)
   end
   if ok then
-    redis.call('ZADD', idx, 0, member)
-    redis.call('ZADD', exp, now + ms, member)
+    index(member, now + ms)
     written = written + 1
   end
 end
-sweep(now, SWEEP_PER_WRITE)
+trim(now, TRIM_PER_WRITE)
 return written
 """,
 )
@@ -128,12 +133,11 @@ local refreshed = 0
 for i = 3, #ARGV do
   local member = ARGV[i]
   if redis.call('PEXPIREAT', prefix .. member, now + ms) == 1 then
-    redis.call('ZADD', idx, 0, member)
-    redis.call('ZADD', exp, now + ms, member)
+    index(member, now + ms)
     refreshed = refreshed + 1
   end
 end
-sweep(now, SWEEP_PER_WRITE)
+trim(now, TRIM_PER_WRITE)
 return refreshed
 """,
 )
@@ -182,13 +186,35 @@ return out
 """,
 )
 
-SWEEP = _script(
-    "sweep",
+COMPARE_AND_SET = _script(
+    "compare_and_set",
+    """
+-- ARGV: prefix, key, expected, value, ttl_ms. Writes `value` only over a live key that
+-- holds exactly `expected` (GET never sees an expired value; a missing key is `false`,
+-- which equals no string), never creating one. Returns 1 if it wrote, else 0.
+local member = ARGV[2]
+local name = prefix .. member
+if redis.call('GET', name) ~= ARGV[3] then
+  return 0
+end
+local now = now_ms()
+local at = now + tonumber(ARGV[5])
+if not redis.call('SET', name, ARGV[4], 'PXAT', at, 'XX') then
+  return 0
+end
+index(member, at)
+trim(now, TRIM_PER_WRITE)
+return 1
+""",
+)
+
+TRIM = _script(
+    "trim",
     """
 -- ARGV: prefix, limit. Returns {members looked at, members removed}.
-local due, gone = sweep(now_ms(), tonumber(ARGV[2]))
+local due, gone = trim(now_ms(), tonumber(ARGV[2]))
 return {due, gone}
 """,
 )
 
-SCRIPTS = (WRITE, EXPIRE, DELETE, SCAN, SWEEP)
+SCRIPTS = (WRITE, COMPARE_AND_SET, EXPIRE, DELETE, SCAN, TRIM)

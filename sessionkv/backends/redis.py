@@ -4,7 +4,7 @@ Each key is a Redis string with a millisecond expiry (``PXAT`` on the server's c
 so ``GET``/``MGET`` never return an expired value. Prefix scans do not walk the keyspace
 (``SCAN MATCH`` is O(all keys) and reads ``* ? [ ] \\`` as glob syntax): each namespace
 keeps its keys in a sorted set read by ``ZRANGEBYLEX`` over the literal byte range of
-the prefix, plus a second sorted set of expiry times used to clean the first. Lua
+the prefix, plus a second sorted set of expiry times used to trim the first. Lua
 scripts (:mod:`._redis_scripts`) keep data and index consistent atomically and make
 every operation one round trip; they are called by ``EVALSHA`` and reloaded after a
 server restart. Every call has a socket timeout; a lost server raises
@@ -16,37 +16,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ..core.checks import check_seconds, prefix_upper_bound
 from ..core.errors import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigurationError,
+    StoreClosedError,
 )
-from ..core.periodic import PeriodicTask
 from ..core.imports import import_client
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
-from ..core.urls import StoreURL, parse_store_url
+from ..core.urls import StoreURL, parse_store_url, redact_url
 from . import _redis_scripts as lua
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["DEFAULT_URL", "RedisSessionKVStore"]
-
-log = logging.getLogger("sessionkv.redis")
+__all__ = ["DEFAULT_URL", "RedisSessionKVStore", "namespace_prefix"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_SWEEP_INTERVAL = 60.0
 DEFAULT_MAX_CONNECTIONS = 50
-_SWEEP_BATCH = 1000
+_TRIM_BATCH = 1000
+"""Index members one trim script looks at; :meth:`RedisSessionKVStore.trim_index`
+repeats it until a batch comes back short."""
 # Redis refuses expiries that overflow its 64-bit ms clock; ~35,000 years is plenty.
 _MAX_TTL_MS = 2**50
 _SCHEMES = ("redis", "rediss", "unix")
@@ -62,12 +63,19 @@ def _flag(text: str) -> bool:
     raise ValueError(f"expected true or false, not {text!r}")
 
 
-def _seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number > 0" + (" or 0" if allow_zero else ""))
-    return float(value)
+# What each option is in a URL's query (all text there); keywords arrive typed.
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "namespace": str,
+    "timeout": float,
+    "sweep_interval": float,
+    "db": int,
+    "max_connections": int,
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_cert_reqs": str,
+    "ssl_check_hostname": _flag,
+}
 
 
 def _ttl_ms(ttl: float) -> int:
@@ -76,21 +84,158 @@ def _ttl_ms(ttl: float) -> int:
 
 
 def _lex_range(prefix: bytes) -> tuple[bytes, bytes]:
-    """ZRANGEBYLEX bounds of every member starting with ``prefix``: ``[prefix`` up to the
-    prefix with its last byte raised by one, exclusive. UTF-8 never holds 0xFF, so the
-    last byte of a non-empty prefix can always be raised."""
+    """ZRANGEBYLEX bounds of every member starting with ``prefix``: ``[prefix`` up to
+    the smallest string above all of them, exclusive (``+``: no such string)."""
     if not prefix:
         return b"-", b"+"
-    return b"[" + prefix, b"(" + prefix[:-1] + bytes((prefix[-1] + 1,))
+    end = prefix_upper_bound(prefix)
+    return b"[" + prefix, b"+" if end is None else b"(" + end
 
 
 def namespace_prefix(namespace: str) -> bytes:
     """``sessionkv:<namespace, percent-encoded>:``; the encoding has no ``:``, so no
     namespace's prefix is a prefix of another's."""
-    try:
-        return b"sessionkv:" + quote(namespace, safe="").encode("ascii") + b":"
-    except UnicodeEncodeError:
-        raise ValueError(f"namespace {namespace!r} is not encodable as UTF-8") from None
+    # Not core's escape_segment: that one keeps ':', and the namespace ends at a ':'
+    # here (namespace 'a:k:b' would own 'sessionkv:a:k:b:idx', which is namespace 'a''s
+    # data key 'b:idx'). quote() also escapes ':'; changing the encoding would orphan
+    # every key written by earlier versions.
+    return b"sessionkv:" + quote(namespace, safe="").encode("ascii") + b":"
+
+
+@dataclass(frozen=True)
+class _Config:
+    """Everything the constructor's arguments decide, parsed and checked once."""
+
+    namespace: str
+    sweep_interval: float
+    timeout: float
+    """Seconds per call; also how long a call waits for a free pooled connection."""
+    max_connections: int
+    """Calls in flight at once: the pool's size."""
+    kind: str
+    """``tcp``, ``tls``, ``unix``, or ``client`` (a client passed in)."""
+    where: str
+    """For ``repr``: the URL without password and query, or the client's address."""
+    secret: str | None = field(default=None, repr=False)
+    """The password, scrubbed from error messages."""
+    pool: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """redis-py ``ConnectionPool`` arguments (connection kind aside); empty for a client."""
+
+
+def _count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, not {value!r}")
+    return value
+
+
+def _url_config(url: str, explicit: dict[str, Any]) -> _Config:
+    parsed = parse_store_url(url)
+    if parsed.scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"a Redis URL starts with redis://, rediss:// or unix://, not {parsed.redacted!r}"
+        )
+    options = parsed.options(explicit, allowed=_URL_OPTIONS)
+    timeout = check_seconds("timeout", options.pop("timeout", DEFAULT_TIMEOUT))
+    sweep_interval = options.pop("sweep_interval", DEFAULT_SWEEP_INTERVAL)
+    max_connections = options.pop("max_connections", DEFAULT_MAX_CONNECTIONS)
+    pool: dict[str, Any] = {
+        "username": parsed.username,
+        "password": parsed.password,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+    pool.update(_endpoint(parsed, options.pop("db", None)))
+    pool.update(_tls(parsed, {k: options.pop(k) for k in list(options) if k[:4] == "ssl_"}))
+    return _Config(
+        namespace=options.pop("namespace", ""),
+        sweep_interval=check_seconds("sweep_interval", sweep_interval, allow_zero=True),
+        timeout=timeout,
+        max_connections=_count("max_connections", max_connections, 1),
+        kind={"unix": "unix", "rediss": "tls"}.get(parsed.scheme, "tcp"),
+        where=f"url={parsed.redacted.split('?', 1)[0]!r}",
+        secret=parsed.password,
+        pool=pool,
+    )
+
+
+def _endpoint(url: StoreURL, db: object) -> dict[str, Any]:
+    """Where to connect: host and port, or the socket path; and the database."""
+    if db is not None:
+        db = _count("db", db, 0)
+    if url.scheme == "unix":
+        if not url.path or url.path == "/":
+            raise ConfigurationError(
+                f"a unix URL names the socket: unix:///path/redis.sock, not {url.redacted!r}"
+            )
+        return {"path": url.path, "db": db or 0}
+    if len(url.hosts) > 1:
+        raise ConfigurationError(f"a Redis URL names one server, not {url.redacted!r}")
+    host, port = url.hosts[0] if url.hosts else ("localhost", None)
+    path_db = url.path.strip("/")
+    if path_db:
+        if not (path_db.isascii() and path_db.isdigit()):
+            raise ConfigurationError(f"the database in {url.redacted!r} must be a number")
+        if db is not None and int(path_db) != db:
+            raise ConfigurationError(f"{url.redacted!r} names two databases")
+        db = int(path_db)
+    return {"host": host or "localhost", "port": port or 6379, "db": db or 0}
+
+
+def _tls(url: StoreURL, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``ssl_*`` options, checked; only a ``rediss://`` URL takes them."""
+    for name, value in options.items():
+        kind = bool if name == "ssl_check_hostname" else str
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be {kind.__name__}, not {type(value).__name__}")
+    if url.scheme != "rediss":
+        if options:
+            raise ConfigurationError(
+                f"{sorted(options)} need a rediss:// URL, not {url.redacted!r}"
+            )
+        return {}
+    reqs = options.setdefault("ssl_cert_reqs", "required")
+    if reqs not in _CERT_REQS:
+        raise ConfigurationError(f"ssl_cert_reqs must be one of {_CERT_REQS}, not {reqs!r}")
+    return options
+
+
+def _client_config(client: object, explicit: dict[str, Any]) -> _Config:
+    given = sorted(set(explicit) - {"namespace", "sweep_interval"})
+    if given:
+        raise ConfigurationError(
+            f"{given} configure a connection: set them on the client you pass in"
+        )
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or not hasattr(client, "execute_command"):
+        raise TypeError(f"client must be a redis.asyncio.Redis, not {type(client).__name__}")
+    kwargs = pool.connection_kwargs
+    if kwargs.get("decode_responses"):
+        raise ConfigurationError(
+            "the client decodes responses to str; values are bytes: create it with "
+            "decode_responses=False"
+        )
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        where = f"client='unix://{kwargs['path']}?db={db}'"
+    else:
+        where = f"client='{kwargs.get('host')}:{kwargs.get('port')}/{db}'"
+    secret = kwargs.get("password")
+    return _Config(
+        namespace=explicit.get("namespace", ""),
+        sweep_interval=check_seconds(
+            "sweep_interval",
+            explicit.get("sweep_interval", DEFAULT_SWEEP_INTERVAL),
+            allow_zero=True,
+        ),
+        # The client's own timeout, which also bounds the wait for a free connection.
+        timeout=kwargs.get("socket_timeout") or DEFAULT_TIMEOUT,
+        max_connections=max(1, pool.max_connections),
+        kind="client",
+        where=where,
+        secret=secret if isinstance(secret, str) else None,
+    )
 
 
 class RedisSessionKVStore(SessionKVStore):
@@ -99,13 +244,15 @@ class RedisSessionKVStore(SessionKVStore):
     Give a ``url`` (``redis://[user:password@]host:port/db``, ``rediss://...`` for TLS,
     ``unix:///path.sock?db=0``; default ``redis://localhost:6379/0``) or a ``client``
     (a ``redis.asyncio.Redis`` made with ``decode_responses=False``; the store never
-    closes a client it was given, and the client's own timeouts apply).
+    closes a client it was given, and the client's own timeouts and retries apply).
 
     ``timeout`` bounds connecting and each answer (seconds); a call that gets no answer
-    raises :class:`~sessionkv.BackendTimeoutError`. ``sweep_interval`` is how often a
-    background task removes expired keys from the namespace's index (0: only writes
-    and scans clean it). ``ssl_*`` options configure TLS for ``rediss://``.
-    URL query options (``?namespace=...&timeout=2``) are the same as these keywords.
+    raises :class:`~sessionkv.BackendTimeoutError` (and may still have been applied).
+    ``max_connections`` is the pool's size. ``sweep_interval`` is how often a background
+    task trims expired keys from the namespace's index (0: only writes and scans trim
+    it; see :meth:`trim_index`). ``ssl_*`` options configure TLS for ``rediss://``.
+    URL query options (``?namespace=...&timeout=2``) are the same as these keywords; a
+    value out of range is a :class:`~sessionkv.ConfigurationError`.
     """
 
     SEMANTICS = StoreSemantics(
@@ -116,6 +263,8 @@ class RedisSessionKVStore(SessionKVStore):
         shared_across_hosts=True,
         atomic_mset=True,  # one Lua script
         scan_cost="O(log n + k)",
+        max_ttl=_MAX_TTL_MS / 1000,  # longer TTLs are clamped to 2**50 ms
+        atomic_compare_and_set=True,  # one Lua script: GET, compare, SET ... XX
     )
 
     def __init__(
@@ -134,8 +283,10 @@ class RedisSessionKVStore(SessionKVStore):
         ssl_cert_reqs: str | None = None,
         ssl_check_hostname: bool | None = None,
     ) -> None:
-        connection = {
+        given = {
+            "namespace": namespace,
             "timeout": timeout,
+            "sweep_interval": sweep_interval,
             "db": db,
             "max_connections": max_connections,
             "ssl_ca_certs": ssl_ca_certs,
@@ -144,73 +295,46 @@ class RedisSessionKVStore(SessionKVStore):
             "ssl_cert_reqs": ssl_cert_reqs,
             "ssl_check_hostname": ssl_check_hostname,
         }
-        explicit = {name: value for name, value in connection.items() if value is not None}
-        if namespace is not None:
-            explicit["namespace"] = namespace
-        if sweep_interval is not None:
-            explicit["sweep_interval"] = sweep_interval
-        self._url: StoreURL | None = None
-        if client is not None:
-            if url is not None:
-                raise TypeError("give RedisSessionKVStore a url or a client, not both")
-            given = sorted(set(explicit) & set(connection))
-            if given:
-                raise ConfigurationError(
-                    f"{given} configure a connection: set them on the client you pass in"
-                )
-            _check_client(client)
-            options: dict[str, Any] = explicit
-        else:
+        explicit = {name: value for name, value in given.items() if value is not None}
+        if client is None:
             import_client("redis.asyncio", backend="redis", extra="redis")
-            self._url = parse_store_url(DEFAULT_URL if url is None else url)
-            options = self._url.options(explicit, allowed=_URL_OPTIONS)
-        namespace = options.pop("namespace", "")
-        if not isinstance(namespace, str):
-            raise TypeError(f"namespace must be str, not {type(namespace).__name__}")
-        super().__init__(namespace=namespace)
+            config = _url_config(DEFAULT_URL if url is None else url, explicit)
+        elif url is not None:
+            raise TypeError("give RedisSessionKVStore a url or a client, not both")
+        else:
+            config = _client_config(client, explicit)
+        super().__init__(namespace=config.namespace)
+        self._config = config
         self._client: Redis | None = client
         self._owns_client = client is None
-        self._connection = _connection_kwargs(self._url, options) if self._url else {}
-        self._sweep_interval = _seconds(
-            "sweep_interval", options.get("sweep_interval", DEFAULT_SWEEP_INTERVAL), allow_zero=True
-        )
+        self._sweep_every = config.sweep_interval
         prefix = namespace_prefix(self.namespace)
         self._data_prefix = prefix + b"k:"
         self._index_keys = (prefix + b"idx", prefix + b"exp")
-        self._sweeper = (
-            PeriodicTask(
-                f"sessionkv redis index sweep {id(self):x}",
-                self._sweep_interval,
-                self.purge_expired,
-                describe=self._translate_error,
-            )
-            if self._sweep_interval > 0
-            else None
-        )
         self._execute: Callable[..., Awaitable[Any]] = _not_started
-        self._slots = asyncio.Semaphore(1)
-        self._slot_timeout = DEFAULT_TIMEOUT
+        # At most one call per pooled connection at a time: a burst of concurrent calls
+        # queues here (uncontended, this costs far less than a blocking pool's queue)
+        # instead of failing with "Too many connections".
+        self._slots = asyncio.Semaphore(config.max_connections)
+        self._calls = 0  # calls inside _command, queued or running
+        self._idle: asyncio.Event | None = None  # set when _calls drops to 0 (close waits)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSessionKVStore:
         """``redis://``, ``rediss://`` or ``unix://`` URL; ``options`` override its query."""
+        # Only the keywords' names: an unknown one would be a TypeError from the call.
+        # The URL itself (and its query's names) is parsed and checked once, below.
         unknown = sorted(set(options) - set(_URL_OPTIONS))
         if unknown:
             raise ConfigurationError(
-                f"unknown option(s) {unknown} for {parse_store_url(url).redacted!r}; "
+                f"unknown option(s) {unknown} for {redact_url(url)!r}; "
                 f"this backend takes {sorted(_URL_OPTIONS)}"
             )
         return cls(url, **options)
 
-    def __repr__(self) -> str:
-        if self._url is not None:
-            where = f"url={self._url.redacted.split('?', 1)[0]!r}"
-        else:
-            where = "client=" + _describe_client(self._client)
-        return (
-            f"{type(self).__name__}({where}, namespace={self.namespace!r}, "
-            f"state={self._state.value})"
-        )
+    def _describe(self) -> str:
+        config: _Config | None = getattr(self, "_config", None)
+        return "" if config is None else config.where
 
     @property
     def client(self) -> Redis:
@@ -223,70 +347,101 @@ class RedisSessionKVStore(SessionKVStore):
 
     async def _start(self) -> None:
         if self._client is None:
-            self._client = _make_client(self._connection)
-        self._execute = self._client.execute_command
-        # At most one call per pooled connection at a time: a burst of concurrent calls
-        # queues here (uncontended, this costs far less than a blocking pool's queue)
-        # instead of failing with "Too many connections".
-        pool = self._client.connection_pool
-        self._slots = asyncio.Semaphore(max(1, pool.max_connections))
-        self._slot_timeout = pool.connection_kwargs.get("socket_timeout") or DEFAULT_TIMEOUT
+            self._client = _make_client(self._config)
+        client = self._client
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with client.pipeline(transaction=False) as pipe:
                 for script in lua.SCRIPTS:
                     pipe.script_load(script.source)
                 await pipe.execute()
         except BaseException:
-            self._execute = _not_started
             if self._owns_client:
-                client, self._client = self._client, None
+                self._client = None
                 with contextlib.suppress(Exception):
                     await client.aclose()
             raise
-        if self._sweeper is not None:
-            self._sweeper.start()
+        self._execute = client.execute_command
 
     async def _close(self) -> None:
-        if self._sweeper is not None:
-            await self._sweeper.stop()
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            self._execute = _not_started
+        self._execute = _closed  # calls still queued for a connection fail, unsent
+        if not self._owns_client or self._client is None:
+            return
+        client, self._client = self._client, None
+        # Drop every connection: a call reading an answer fails now (StoreClosedError:
+        # _command never retries once closed) rather than reconnecting behind our back.
+        try:
             await client.aclose()
+        finally:
+            if self._calls:
+                # A call that was checking out a connection may have opened a new one:
+                # let every call leave, then drop what they left in the pool.
+                self._idle = asyncio.Event()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), self._config.timeout)
+                await client.connection_pool.disconnect()
+
+    async def trim_index(self) -> int:
+        """Remove the members of expired keys from the namespace's index now; returns
+        how many. Redis frees expired values by itself and reads never list them: this
+        only frees the index's memory. Writes and scans trim as they go, and a
+        background task runs this every ``sweep_interval`` seconds."""
+        await self._ensure_open()
+        with self._errors:
+            removed = await self._sweep()
+        return removed
 
     async def purge_expired(self) -> int:
-        """Remove expired keys from the namespace's index now; returns how many.
-        (Reads never list them anyway: this only frees memory.)"""
-        await self._ensure_open()
+        """Alias of :meth:`trim_index`, its name in sessionkv 0.1."""
+        return await self.trim_index()
+
+    async def _sweep(self) -> int:
         removed = 0
         while True:
-            try:
-                due, gone = await self._eval(lua.SWEEP, _SWEEP_BATCH)
-            except Exception as exc:
-                raise self._translate_error(exc) from exc
+            due, gone = await self._eval(lua.TRIM, _TRIM_BATCH)
             removed += int(gone)
-            if int(due) < _SWEEP_BATCH:
+            if int(due) < _TRIM_BATCH:
                 return removed
 
     # -- primitives ------------------------------------------------------------------
 
     async def _command(self, *args: Any) -> Any:
-        slots = self._slots
-        if slots.locked():
-            # Every connection is busy: wait for one no longer than a call may take.
-            try:
-                await asyncio.wait_for(slots.acquire(), self._slot_timeout)
-            except asyncio.TimeoutError:
-                raise BackendTimeoutError(
-                    f"{self!r}: every pooled connection stayed busy for "
-                    f"{self._slot_timeout} s (raise max_connections?)"
-                ) from None
-        else:
-            await slots.acquire()
+        self._calls += 1
         try:
-            return await self._execute(*args)
+            slots = self._slots
+            if slots.locked():
+                # Every connection is busy: wait for one no longer than a call may take.
+                try:
+                    await asyncio.wait_for(slots.acquire(), self._config.timeout)
+                except asyncio.TimeoutError:
+                    raise BackendTimeoutError(
+                        f"{self!r}: every pooled connection stayed busy for "
+                        f"{self._config.timeout} s (raise max_connections?)"
+                    ) from None
+            else:
+                await slots.acquire()
+            try:
+                return await self._execute(*args)
+            except Exception as exc:
+                if not self._may_retry(exc):
+                    raise
+                # A pooled connection broke (after a server restart it is dead; the
+                # next one is fresh): once, at once. Timeouts are never retried.
+                return await self._execute(*args)
+            finally:
+                slots.release()
         finally:
-            slots.release()
+            self._calls -= 1
+            if not self._calls and self._idle is not None:
+                self._idle.set()
+
+    def _may_retry(self, exc: Exception) -> bool:
+        if not self._owns_client or self.closed:
+            return False  # a client passed in has its own retries
+        from redis import exceptions as rx  # loaded: the exception came from redis-py
+
+        return isinstance(exc, rx.ConnectionError) and not isinstance(
+            exc, (rx.AuthenticationError, rx.AuthorizationError)
+        )
 
     async def _eval(self, script: lua.Script, *args: bytes | int) -> Any:
         try:
@@ -294,7 +449,9 @@ class RedisSessionKVStore(SessionKVStore):
                 "EVALSHA", script.sha, 2, *self._index_keys, self._data_prefix, *args
             )
         except Exception as exc:
-            if type(exc).__name__ != "NoScriptError":
+            from redis import exceptions as rx
+
+            if not isinstance(exc, rx.NoScriptError):
                 raise
         # The server lost its script cache (restart, SCRIPT FLUSH): load and go on.
         await self._command("SCRIPT", "LOAD", script.source)
@@ -312,6 +469,10 @@ class RedisSessionKVStore(SessionKVStore):
         for key, value, ttl in items:
             args += (key.encode(), value, _ttl_ms(ttl))
         await self._eval(lua.WRITE, *args)
+
+    async def _compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        written = await self._eval(lua.COMPARE_AND_SET, key.encode(), expected, value, _ttl_ms(ttl))
+        return bool(written)
 
     async def _get(self, key: str) -> bytes | None:
         value: bytes | None = await self._command("GET", self._data_prefix + key.encode())
@@ -343,7 +504,7 @@ class RedisSessionKVStore(SessionKVStore):
     # -- errors ----------------------------------------------------------------------
 
     def _translate_error(self, exc: Exception) -> BaseException:
-        from redis import exceptions as rx  # loaded: the exception came from redis-py
+        from redis import exceptions as rx  # loaded: the store made or was given a client
 
         message = self._scrub(str(exc))
         if isinstance(exc, rx.TimeoutError):
@@ -361,122 +522,36 @@ class RedisSessionKVStore(SessionKVStore):
         return type(mapped)(self._scrub(str(mapped)))
 
     def _scrub(self, text: str) -> str:
-        secret = self._connection.get("password")
-        if secret and isinstance(secret, str):
-            text = text.replace(secret, "***")
-        return text
+        secret = self._config.secret
+        return text.replace(secret, "***") if secret else text
 
 
 async def _not_started(*args: Any) -> Any:
     raise RuntimeError("the Redis store is not started")
 
 
-_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "namespace": str,
-    "timeout": float,
-    "sweep_interval": float,
-    "db": int,
-    "max_connections": int,
-    "ssl_ca_certs": str,
-    "ssl_certfile": str,
-    "ssl_keyfile": str,
-    "ssl_cert_reqs": str,
-    "ssl_check_hostname": _flag,
-}
+async def _closed(*args: Any) -> Any:
+    raise StoreClosedError("the Redis store is closed")
 
 
-def _check_client(client: object) -> None:
-    pool = getattr(client, "connection_pool", None)
-    if pool is None or not hasattr(client, "execute_command"):
-        raise TypeError(f"client must be a redis.asyncio.Redis, not {type(client).__name__}")
-    if pool.connection_kwargs.get("decode_responses"):
-        raise ConfigurationError(
-            "the client decodes responses to str; values are bytes: create it with "
-            "decode_responses=False"
-        )
-
-
-def _describe_client(client: Redis | None) -> str:
-    if client is None:
-        return "None"
-    kwargs = client.connection_pool.connection_kwargs
-    if kwargs.get("path"):
-        return f"'unix://{kwargs['path']}?db={kwargs.get('db', 0)}'"
-    return f"'{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}'"
-
-
-def _connection_kwargs(url: StoreURL, options: dict[str, Any]) -> dict[str, Any]:
-    """redis-py client arguments for ``url`` and the parsed options (no I/O)."""
-    if url.scheme not in _SCHEMES:
-        raise ConfigurationError(
-            f"a Redis URL starts with redis://, rediss:// or unix://, not {url.redacted!r}"
-        )
-    timeout = _seconds("timeout", options.get("timeout", DEFAULT_TIMEOUT))
-    kwargs: dict[str, Any] = {
-        "username": url.username,
-        "password": url.password,
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-    }
-    db = options.get("db")
-    if url.scheme == "unix":
-        if not url.path or url.path == "/":
-            raise ConfigurationError(
-                f"a unix URL names the socket: unix:///path/redis.sock, not {url.redacted!r}"
-            )
-        kwargs["unix_socket_path"] = url.path
-    else:
-        if len(url.hosts) > 1:
-            raise ConfigurationError(f"a Redis URL names one server, not {url.redacted!r}")
-        host, port = url.hosts[0] if url.hosts else ("localhost", None)
-        kwargs["host"], kwargs["port"] = host or "localhost", port or 6379
-        path_db = url.path.strip("/")
-        if path_db:
-            if not path_db.isdigit():
-                raise ConfigurationError(f"the database in {url.redacted!r} must be a number")
-            if db is not None and int(path_db) != db:
-                raise ConfigurationError(f"{url.redacted!r} names two databases")
-            db = int(path_db)
-    if isinstance(db, bool) or not isinstance(db, (int, type(None))) or (db is not None and db < 0):
-        raise ConfigurationError(f"db must be a number >= 0, not {db!r}")
-    kwargs["db"] = db or 0
-    if options.get("max_connections") is not None:
-        kwargs["max_connections"] = int(options["max_connections"])
-    tls = {name: value for name, value in options.items() if name.startswith("ssl_")}
-    if url.scheme == "rediss":
-        kwargs["ssl"] = True
-        reqs = tls.get("ssl_cert_reqs", "required")
-        if reqs not in _CERT_REQS:
-            raise ConfigurationError(f"ssl_cert_reqs must be one of {_CERT_REQS}, not {reqs!r}")
-        kwargs.update(tls)
-    elif tls:
-        raise ConfigurationError(f"{sorted(tls)} need a rediss:// URL, not {url.redacted!r}")
-    return kwargs
-
-
-def _make_client(kwargs: dict[str, Any]) -> Redis:
+def _make_client(config: _Config) -> Redis:
     redis_asyncio = import_client("redis.asyncio", backend="redis", extra="redis")
     connection = import_client("redis.asyncio.connection", backend="redis", extra="redis")
     retries = import_client("redis.asyncio.retry", backend="redis", extra="redis")
     backoff = import_client("redis.backoff", backend="redis", extra="redis")
-    exceptions = import_client("redis.exceptions", backend="redis", extra="redis")
-    kwargs = dict(kwargs)
-    if "unix_socket_path" in kwargs:
-        kwargs["path"] = kwargs.pop("unix_socket_path")
-        connection_class = connection.UnixDomainSocketConnection
-    elif kwargs.pop("ssl", False):
-        connection_class = connection.SSLConnection
-    else:
-        connection_class = connection.Connection
-    # One immediate retry on a broken connection: after a server restart the pooled
-    # connection is dead, the next one works. No retry on timeouts: they would double.
-    retry = retries.Retry(backoff.NoBackoff(), 1, supported_errors=(exceptions.ConnectionError,))
+    connection_class = {
+        "tcp": connection.Connection,
+        "tls": connection.SSLConnection,
+        "unix": connection.UnixDomainSocketConnection,
+    }[config.kind]
     pool = connection.ConnectionPool(
-        max_connections=kwargs.pop("max_connections", DEFAULT_MAX_CONNECTIONS),
+        max_connections=config.max_connections,
         connection_class=connection_class,
         decode_responses=False,
-        retry=retry,
-        **kwargs,
+        # No retries in redis-py: _command retries a broken connection itself, and
+        # never once the store is closed (a retry would reconnect a closed store).
+        retry=retries.Retry(backoff.NoBackoff(), 0),
+        **config.pool,
     )
     client: Redis = redis_asyncio.Redis.from_pool(pool)
     return client
