@@ -19,8 +19,8 @@ from sortedcontainers import SortedList
 from ..core.checks import check_seconds
 from ..core.errors import ConfigurationError
 from ..core.store import SessionKVStore
-from ..core.types import StoreSemantics
 from ..core.urls import parse_store_url
+from .plugin import declared_semantics
 
 __all__ = ["InMemorySessionKVStore"]
 
@@ -36,17 +36,7 @@ class InMemorySessionKVStore(SessionKVStore):
     sleeping); ``sweep_interval`` is how often a background task frees expired entries.
     """
 
-    SEMANTICS = StoreSemantics(
-        ttl_resolution=0.0,
-        min_ttl=0.0,
-        expiry_lag=0.0,
-        shared_across_processes=False,
-        shared_across_hosts=False,
-        atomic_mset=True,
-        scan_cost="O(log n + k)",
-        max_key_bytes=1024,
-        atomic_compare_and_set=True,  # no await between the check and the write
-    )
+    SEMANTICS = declared_semantics("memory")
 
     def __init__(
         self,

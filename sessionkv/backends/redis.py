@@ -32,9 +32,9 @@ from ..core.errors import (
 )
 from ..core.imports import import_client
 from ..core.store import SessionKVStore
-from ..core.types import StoreSemantics
 from ..core.urls import StoreURL, parse_store_url, redact_url
 from . import _redis_scripts as lua
+from .plugin import declared_semantics
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -49,7 +49,7 @@ _TRIM_BATCH = 1000
 """Index members one trim script looks at; :meth:`RedisSessionKVStore.trim_index`
 repeats it until a batch comes back short."""
 # Redis refuses expiries that overflow its 64-bit ms clock; ~35,000 years is plenty.
-_MAX_TTL_MS = 2**50
+_MAX_TTL_MS = round(declared_semantics("redis").max_ttl * 1000)  # the declared clamp
 _SCHEMES = ("redis", "rediss", "unix")
 _CERT_REQS = ("none", "optional", "required")
 
@@ -255,17 +255,7 @@ class RedisSessionKVStore(SessionKVStore):
     value out of range is a :class:`~sessionkv.ConfigurationError`.
     """
 
-    SEMANTICS = StoreSemantics(
-        ttl_resolution=0.001,  # whole milliseconds, rounded up
-        min_ttl=0.001,
-        expiry_lag=0.0,  # Redis never returns an expired key, even before it frees it
-        shared_across_processes=True,
-        shared_across_hosts=True,
-        atomic_mset=True,  # one Lua script
-        scan_cost="O(log n + k)",
-        max_ttl=_MAX_TTL_MS / 1000,  # longer TTLs are clamped to 2**50 ms
-        atomic_compare_and_set=True,  # one Lua script: GET, compare, SET ... XX
-    )
+    SEMANTICS = declared_semantics("redis")
 
     def __init__(
         self,

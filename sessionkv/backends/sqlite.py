@@ -39,6 +39,7 @@ from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ..core.urls import parse_store_url
 from . import _sqlite_schema as sql
+from .plugin import declared_semantics
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -50,19 +51,7 @@ log = logging.getLogger("sessionkv.sqlite")
 MEMORY = ":memory:"
 """The ``path`` of a private in-memory database (``sqlite://`` as a URL)."""
 
-_SHARED_FILE = StoreSemantics(
-    ttl_resolution=0.0,
-    min_ttl=0.0,
-    # Reads compare expires_at with skv_now(), read as the statement runs: the sweep
-    # only frees space.
-    expiry_lag=0.0,
-    shared_across_processes=True,
-    shared_across_hosts=False,
-    atomic_mset=True,
-    scan_cost="O(log n + k)",
-    max_key_bytes=1024,
-    atomic_compare_and_set=True,  # one UPDATE ... WHERE value = ? AND live
-)
+_SHARED_FILE = declared_semantics("sqlite")
 _IN_MEMORY = dataclasses.replace(_SHARED_FILE, shared_across_processes=False)
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
