@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .plugin import BUILTIN_BACKENDS
+from .declarations import BUILTIN_BACKENDS
 
 if TYPE_CHECKING:
     from .etcd import EtcdSessionKVStore

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Metrics", "SessionInfo", "StoreSemantics"]
+__all__ = ["BackendSpec", "Metrics", "SessionInfo", "StoreSemantics"]
 
 Metrics = dict[str, "int | float | None"]
 
@@ -79,6 +79,49 @@ class StoreSemantics:
         if not self.failover_renews_ttl:
             return lifetime
         return lifetime + failover + lifetime
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A backend as a plugin declares it.
+
+    ``factory`` is ``"module:StoreClass"``, imported only when a store is created;
+    ``requires`` are the client libraries' top-level module names, probed without
+    importing them; ``extra`` is the pip extra of ``package`` that installs them.
+    ``semantics`` is the store's declaration, so tools (``sessionkv backends``, the
+    README table) show it without importing the store; built-ins always carry it.
+    """
+
+    name: str
+    schemes: tuple[str, ...]
+    factory: str
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+    package: str = "sessionkv"
+    description: str = ""
+    semantics: StoreSemantics | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError("BackendSpec.name must be a non-empty str")
+        if isinstance(self.schemes, str) or not self.schemes:
+            raise ValueError(f"BackendSpec {self.name!r}: schemes must be a non-empty tuple")
+        if ":" not in self.factory:
+            raise ValueError(f"BackendSpec {self.name!r}: factory must be 'module:attribute'")
+        if self.semantics is not None and not isinstance(self.semantics, StoreSemantics):
+            raise ValueError(f"BackendSpec {self.name!r}: semantics must be a StoreSemantics")
+        object.__setattr__(self, "schemes", tuple(s.lower() for s in self.schemes))
+        object.__setattr__(self, "requires", tuple(self.requires))
+
+    @property
+    def requirement(self) -> str:
+        """What to ``pip install`` for this backend's client libraries."""
+        return f"{self.package}[{self.extra}]" if self.extra else self.package
+
+    @property
+    def class_name(self) -> str:
+        """The store class's name (the part of ``factory`` after the colon)."""
+        return self.factory.rpartition(":")[2].rpartition(".")[2]
 
 
 _REQUIRED = ("session_id", "call_id", "node_id", "started_at", "metrics_updated_at")
