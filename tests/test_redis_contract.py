@@ -13,10 +13,11 @@ pytestmark = pytest.mark.redis
 
 class TestRedisStore(StoreContractTests, RegistryContractTests):
     @pytest.fixture
-    def store_factory(self, redis_server):
-        return lambda namespace: RedisSessionKVStore(url=redis_server.url, namespace=namespace)
+    def store_factory(self, redis_url):
+        return lambda namespace: RedisSessionKVStore(url=redis_url, namespace=namespace)
 
     @pytest.fixture
-    def store_url(self, redis_server):
+    def store_url(self, redis_url):
         # The same server and namespace, opened by create_store in a second process.
-        return lambda namespace: f"{redis_server.url}?namespace={quote(namespace, safe='')}"
+        joiner = "&" if "?" in redis_url else "?"
+        return lambda namespace: f"{redis_url}{joiner}namespace={quote(namespace, safe='')}"

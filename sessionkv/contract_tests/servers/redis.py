@@ -201,6 +201,10 @@ def start_redis(
     return server
 
 
+URL_OPTION = "--sessionkv-redis-url"
+"""Point :func:`redis_url` at a Redis you run (pytest-redis' "noproc" mode)."""
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One plain Redis for the test session: ``.url``, ``.unix_url``, ``.port``,
@@ -210,6 +214,18 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a Redis for contract tests: the one given with
+    ``--sessionkv-redis-url`` (never stopped or flushed; tests use namespaces of their
+    own and delete their keys), else a server started for the session."""
+    given: str | None = request.config.getoption(URL_OPTION)
+    if given:
+        return given
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
 
 
 @pytest.fixture(scope="session")
