@@ -22,6 +22,7 @@ from sessionkv import (
     available_backends,
     create_store,
 )
+from sessionkv.backends.declarations import BUILTIN_BACKENDS
 from sessionkv.core.plugins import reset_discovery
 
 MakeDist = Callable[..., None]
@@ -77,8 +78,9 @@ def test_builtins_are_declared_through_our_own_entry_point() -> None:
     ours = [ep for ep in entry_points(group="sessionkv") if ep.dist and ep.dist.name == "sessionkv"]
     assert [(ep.name, ep.value) for ep in ours] == [("builtin", "sessionkv.backends.plugin")]
     names = [b.name for b in available_backends()]
-    assert names[:4] == ["memory", "sqlite", "redis", "etcd"]
-    assert all(b.plugin == "sessionkv:builtin" for b in available_backends()[:4])
+    builtin = [spec.name for spec in BUILTIN_BACKENDS]
+    assert names[: len(builtin)] == builtin == ["memory", "sqlite", "redis", "etcd"]
+    assert all(b.plugin == "sessionkv:builtin" and b.builtin for b in available_backends()[:4])
 
 
 def test_builtin_backends_report_extras() -> None:
@@ -197,7 +199,9 @@ def test_import_needs_no_client_library() -> None:
             for b in sessionkv.available_backends()
             if b.plugin == "sessionkv:builtin"
         }
-        assert info == {"memory": True, "sqlite": False, "redis": False, "etcd": False}, info
+        from sessionkv.backends.declarations import BUILTIN_BACKENDS
+        expected = {spec.name: not spec.requires for spec in BUILTIN_BACKENDS}
+        assert info == expected, info
         async def main():
             async with sessionkv.SessionRegistry() as registry:
                 await registry.register("call", "session")
@@ -244,3 +248,42 @@ def test_public_names_are_all_exported() -> None:
         assert getattr(sessionkv, name) is not None, name
     public = {n for n in dir(sessionkv) if not n.startswith("_") and n[0].isupper()}
     assert public <= set(sessionkv.__all__)
+
+
+def test_disable_plugins_turns_third_party_ones_off(
+    make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_dist("acme-kv", {"acme": "acme_plugin"}, _plugin("acme_plugin", "acme", ("acme",)))
+    make_dist("zeta-kv", {"z": "zeta_plugin"}, _plugin("zeta_plugin", "zeta", ("zeta",)))
+    monkeypatch.setenv("SESSIONKV_DISABLE_PLUGINS", "acme-kv")
+    reset_discovery()
+    names = {b.name for b in available_backends()}
+    assert "acme" not in names and "zeta" in names
+    monkeypatch.setenv("SESSIONKV_DISABLE_PLUGINS", "1")
+    reset_discovery()
+    assert [b.name for b in available_backends()] == [s.name for s in BUILTIN_BACKENDS]
+    with pytest.raises(UnknownBackendError):
+        create_store("zeta://")
+
+
+def test_a_builtin_scheme_never_loads_third_party_plugins(make_dist: MakeDist) -> None:
+    make_dist("lazy-kv", {"lazy": "lazy_plugin"}, {"lazy_plugin": "raise SystemExit('loaded')"})
+    reset_discovery()
+    assert isinstance(create_store("memory://"), InMemorySessionKVStore)
+    assert "lazy_plugin" not in sys.modules, "entry points load only when needed"
+
+
+def test_a_bad_url_in_the_environment_is_named_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSIONKV_URL", "bogus")
+    with pytest.raises(ConfigurationError, match=r"^\$SESSIONKV_URL='bogus': "):
+        create_store()
+    monkeypatch.setenv("SESSIONKV_URL", "  memory://?namespace=trimmed ")
+    assert create_store().namespace == "trimmed"
+
+
+def test_catalogs_are_independent() -> None:
+    from sessionkv.core.plugins import BackendCatalog
+
+    first, second = BackendCatalog(), BackendCatalog()
+    assert [b.name for b in first.available()] == [b.name for b in second.available()]
+    assert first.spec_for("memory://") is second.spec_for("memory://")  # the same table

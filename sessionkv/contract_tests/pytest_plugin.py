@@ -1,35 +1,35 @@
-"""Opt-in pytest plugin: ``pytest_plugins = ["sessionkv.contract_tests.pytest_plugin"]``.
+"""Opt-in pytest plugin: ``pytest_plugins = ["sessionkv.contract_tests.pytest_plugin"]``
+(or ``-p sessionkv.contract_tests.pytest_plugin``).
 
-Registers the suite's markers and provides fixtures that start real servers on free
-loopback ports (skipping with an install hint when a binary is missing, failing when
-``SESSIONKV_REQUIRE_BACKENDS=1``).
+Registers the suite's markers (one per built-in backend, from their declarations) and
+provides fixtures that start real servers on free loopback ports (skipping with an
+install hint when a binary is missing, failing when ``SESSIONKV_REQUIRE_BACKENDS=1``):
+every module of :mod:`sessionkv.contract_tests.servers` is loaded as a plugin, so a
+new server module needs no registration here. ``--sessionkv-<name>-url URL`` points a
+server's fixtures at one you already run.
 """
 
 from __future__ import annotations
 
+import pkgutil
+
 import pytest
 
-from .servers.etcd import etcd_cluster, etcd_server  # noqa: F401 - fixtures
-from .servers.redis import URL_OPTION as REDIS_URL_OPTION
-from .servers.redis import redis_server, redis_tls_server, redis_url  # noqa: F401 - fixtures
+from ..backends.declarations import BUILTIN_BACKENDS
+from . import servers
+
+# Each server module is a plugin: its fixtures, and its own pytest_addoption.
+pytest_plugins = [
+    f"{servers.__name__}.{module.name}"
+    for module in pkgutil.iter_modules(servers.__path__)
+    if not module.name.startswith("_") and module.name != "tls"
+]
 
 MARKERS = {
     "contract": "a test of the sessionkv store or registry contract",
-    "memory": "uses the in-memory backend",
-    "sqlite": "uses the SQLite backend",
-    "redis": "needs a redis-server binary",
-    "etcd": "needs an etcd binary",
+    **{spec.name: f"uses the {spec.name} backend: {spec.description}" for spec in BUILTIN_BACKENDS},
     "slow": "takes seconds (cluster failover, process crashes)",
 }
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("sessionkv", "sessionkv contract suite")
-    group.addoption(
-        REDIS_URL_OPTION,
-        metavar="URL",
-        help="run the Redis contract tests against this server instead of starting one",
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -205,6 +205,14 @@ URL_OPTION = "--sessionkv-redis-url"
 """Point :func:`redis_url` at a Redis you run (pytest-redis' "noproc" mode)."""
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("sessionkv", "sessionkv contract suite").addoption(
+        URL_OPTION,
+        metavar="URL",
+        help="run the Redis contract tests against this server instead of starting one",
+    )
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One plain Redis for the test session: ``.url``, ``.unix_url``, ``.port``,
