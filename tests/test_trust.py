@@ -5,11 +5,13 @@ backend's test module; contract properties in the shipped contract suite."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
+import warnings
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from sessionkv import (
     InMemorySessionKVStore,
     InvalidKeyError,
     InvalidTTLError,
+    SessionKVWarning,
     SessionRegistry,
     SQLiteSessionKVStore,
     StoreClosedError,
@@ -240,6 +243,24 @@ async def test_registry_without_a_store_follows_sessionkv_url(
     monkeypatch.delenv("SESSIONKV_URL")
     async with SessionRegistry() as registry:
         assert isinstance(registry.store, InMemorySessionKVStore)
+
+
+class CoarseStore(InMemorySessionKVStore):
+    SEMANTICS = dataclasses.replace(
+        InMemorySessionKVStore.SEMANTICS, ttl_resolution=1.0, min_ttl=2.0, expiry_lag=1.0
+    )
+
+
+async def test_c7_a_ttl_below_the_stores_minimum_is_visible() -> None:
+    registry = SessionRegistry(CoarseStore(), ttl=0.5)
+    with pytest.warns(SessionKVWarning, match=r"applies a TTL of 2 s.*up to 3 s"):
+        await registry.start()
+    assert registry.effective_ttl == 2.0
+    await registry.stop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        async with SessionRegistry(CoarseStore(), ttl=3.0) as fine:  # whole seconds: silent
+            assert fine.effective_ttl == 3.0
 
 
 async def test_metrics_updated_at_is_started_at_until_the_first_update() -> None:
