@@ -8,20 +8,24 @@ hot path instead.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from ..core.checks import escape_segment, prefix_upper_bound
 
 __all__ = [
     "MAX_TXN_OPS",
     "KeyCodec",
     "chunks",
     "compare_exists",
+    "compare_value",
     "delete_op",
     "put_op",
-    "range_end",
     "range_op",
     "txn",
 ]
+
+T = TypeVar("T")
 
 ROOT = b"sessionkv/"
 """Every key this backend writes starts with this, so an etcd cluster shared with other
@@ -38,38 +42,20 @@ _b64encode = base64.b64encode
 _b64decode = base64.b64decode
 
 
-def escape_namespace(namespace: str) -> str:
-    """Escape ``%`` and ``/`` so a namespace is one path segment: ``ns/`` can then never
-    be a prefix of another namespace's ``ns-b/`` or ``ns%2Fx/`` (injective, reversible)."""
-    return namespace.replace("%", "%25").replace("/", "%2F")
-
-
-def range_end(prefix: bytes) -> bytes:
-    """The smallest key greater than every key starting with ``prefix`` (etcd's
-    ``range_end`` for a prefix scan): the prefix with its last non-0xff byte plus one."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return b"\x00"  # etcd's "every key from here on"
-    return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
 def b64(data: bytes) -> str:
     return _b64encode(data).decode("ascii")
 
 
 class KeyCodec:
     """Maps the store's ``str`` keys to etcd keys (``sessionkv/<namespace>/<key>`` as
-    UTF-8 bytes, base64 on the wire) and back."""
+    UTF-8 bytes, base64 on the wire) and back. The namespace is one escaped segment
+    (``%`` and ``/`` escaped), so ``ns/`` is never a prefix of ``ns-b/`` or ``ns%2Fx/``."""
 
     __slots__ = ("_prefix", "_prefix_len")
 
     def __init__(self, namespace: str) -> None:
-        self._prefix = ROOT + escape_namespace(namespace).encode("utf-8") + b"/"
+        self._prefix = ROOT + escape_segment(namespace).encode("utf-8") + b"/"
         self._prefix_len = len(self._prefix)
-
-    @property
-    def prefix(self) -> bytes:
-        return self._prefix
 
     def encode(self, key: str) -> str:
         """The base64 wire form of ``key`` inside the namespace."""
@@ -82,7 +68,8 @@ class KeyCodec:
     def prefix_range(self, prefix: str) -> tuple[str, str]:
         """``(key, range_end)`` in wire form covering every key starting with ``prefix``."""
         start = self._prefix + prefix.encode("utf-8")
-        return b64(start), b64(range_end(start))
+        # etcd's range_end b"\x00" means "every key from here on".
+        return b64(start), b64(prefix_upper_bound(start) or b"\x00")
 
 
 def decode_value(kv: dict[str, Any]) -> bytes:
@@ -125,6 +112,17 @@ def compare_exists(key: str) -> dict[str, Any]:
     return {"key": key, "target": "VERSION", "result": "GREATER", "version": 0}
 
 
+def compare_value(key: str, expected: bytes) -> dict[str, Any]:
+    """True when ``key`` holds exactly ``expected``; etcd fails a value comparison on a
+    missing key, so ``b""`` never matches a key that is not there."""
+    return {"key": key, "target": "VALUE", "result": "EQUAL", "value": b64(expected)}
+
+
+def succeeded(answer: dict[str, Any]) -> bool:
+    """Whether a transaction took its ``success`` branch (the gateway omits ``false``)."""
+    return bool(answer.get("succeeded", False))
+
+
 def txn(
     success: list[dict[str, Any]], compare: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -140,6 +138,21 @@ def guarded(op: dict[str, Any], key: str) -> dict[str, Any]:
     return {"request_txn": {"compare": [compare_exists(key)], "success": [op]}}
 
 
+def b64_size(size: int) -> int:
+    """Length of ``size`` bytes in base64."""
+    return (size + 2) // 3 * 4
+
+
+def put_size(key: str, value: bytes) -> int:
+    """Rough wire size of a put of ``value`` to the base64 ``key``."""
+    return len(key) + b64_size(len(value)) + 64
+
+
+def guarded_size(key: str) -> int:
+    """Rough wire size of a guarded put that keeps the value (see :func:`guarded`)."""
+    return len(key) + 128
+
+
 def op_size(op: dict[str, Any]) -> int:
     """Rough wire size of an operation, for splitting transactions under the byte limit."""
     put = op.get("request_put")
@@ -151,21 +164,20 @@ def op_size(op: dict[str, Any]) -> int:
     return len(put["key"]) + len(put.get("value", "")) + 64
 
 
-def chunks(
-    ops: Sequence[dict[str, Any]], limit: int = MAX_TXN_OPS
-) -> Iterator[list[dict[str, Any]]]:
-    """Split ``ops`` into transactions of at most ``limit`` operations and etcd's size
-    limit. For nested transactions etcd allows only ``MAX_TXN_OPS`` minus the outer
+def chunks(items: Sequence[T], limit: int, size: Callable[[T], int]) -> Iterator[list[T]]:
+    """Split ``items`` (operations, or what they are built from) into transactions of at
+    most ``limit`` operations and etcd's size limit, ``size`` giving each one's rough
+    wire size. For nested transactions etcd allows only ``MAX_TXN_OPS`` minus the outer
     count to each inner one, so guarded writes go ``MAX_TXN_OPS // 2`` at a time."""
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for op in ops:
-        cost = op_size(op)
-        if batch and (len(batch) == limit or size + cost > MAX_TXN_BYTES):
+    batch: list[T] = []
+    size_so_far = 0
+    for item in items:
+        cost = size(item)
+        if batch and (len(batch) == limit or size_so_far + cost > MAX_TXN_BYTES):
             yield batch
-            batch, size = [], 0
-        batch.append(op)
-        size += cost
+            batch, size_so_far = [], 0
+        batch.append(item)
+        size_so_far += cost
     if batch:
         yield batch
 

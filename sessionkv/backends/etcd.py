@@ -5,81 +5,79 @@ range request in byte (= code point) order. A key's TTL is a lease: keys written
 the same TTL within one second share a lease granted with one spare second (see
 :mod:`._etcd_leases`), which is why the declared expiry lag is the measured lease
 expiry lag of etcd plus one second. Every write that needs a condition (``set(...,
-only_if_exists=True)``, ``expire``) is a transaction that compares the key's existence
-with the write, so no delete or expiry slips in between; batches are one transaction per
-128 keys (nested transactions give each key its own condition), sent concurrently.
-Requests go to the JSON gateway through etcd3-py's client, read raw (see
-:mod:`._etcd_transport`), with failover to the next member of the URL.
+only_if_exists=True)``, ``expire``, ``compare_and_set``) is a transaction that compares
+the key (its existence, or its value) with the write, so no other write, delete or
+expiry slips in between; batches are one transaction per 128 keys (nested transactions
+give each key its own condition), sent concurrently. Requests go to the JSON gateway
+through etcd3-py's client, read raw (see :mod:`._etcd_transport`), with failover to the
+next member of the URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Any, TypeVar
 
+from ..core.checks import check_seconds
 from ..core.errors import BackendError, BackendUnavailableError, ConfigurationError
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
-from ..core.urls import parse_store_url
+from ..core.urls import parse_host, parse_store_url
 from . import _etcd_codec as codec
-from ._etcd_leases import Lease, LeasePool
-from ._etcd_transport import EtcdTransport, GatewayError, TLSOptions
+from ._etcd_leases import JANITOR_TICK, MAX_LEASE_TTL, SHARING_WINDOW, LeasePool, lease_ttl
+from ._etcd_transport import EtcdTransport, GatewayError, LeaseWindowPassedError, TLSOptions
 
 __all__ = ["DEFAULT_PORT", "EtcdSessionKVStore"]
 
 DEFAULT_PORT = 2379
 
+T = TypeVar("T")
+Endpoint = str | tuple[str, int | None]
+"""``"host:port"`` (``"[IPv6]:port"``; the port defaults to 2379) or ``(host, port)``."""
+
 _SEMANTICS = StoreSemantics(
     ttl_resolution=1.0,  # lease TTLs are whole seconds
-    min_ttl=2.0,  # etcd raises shorter leases to its minimum (2 s with default timings)
+    # etcd raises a shorter lease to its minimum TTL, 1.5 election timeouts rounded up
+    # (2 s with default timings). This is that default; a started store reports its own
+    # cluster's minimum, learned at start, and raises shorter TTLs to it itself, so each
+    # lease it asks for (the TTL plus the sharing second) is granted exactly as asked.
+    min_ttl=2.0,
     # One second of lease sharing (see _etcd_leases), etcd's lease expiry check every
     # 500 ms (keys gone 0.46-0.51 s after their lease's TTL), and margin for a loaded
     # machine: measured end to end, keys were gone 0.16-1.32 s after their TTL. A leader
-    # change renews every lease (etcd does so on purpose): keys outlive this then.
+    # change renews every lease (etcd does so on purpose): see failover_renews_ttl.
     expiry_lag=2.5,
     shared_across_processes=True,
     shared_across_hosts=True,
     atomic_mset=False,  # atomic up to 128 keys (one transaction); larger batches are not
     scan_cost="O(log n + k)",
+    max_ttl=float(MAX_LEASE_TTL) - SHARING_WINDOW,  # the lease adds the sharing second
+    atomic_compare_and_set=True,  # one transaction: compare the value, then put
+    failover_renews_ttl=True,  # a new leader renews every lease (docs/backends/etcd.md)
 )
-
-
-def _parse_endpoint(text: str) -> tuple[str, int]:
-    text = text.strip()
-    if "://" in text:
-        raise ConfigurationError(f"an endpoint is host:port, not a URL: {text!r}")
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, ""
-    if not host:
-        raise ConfigurationError(f"endpoint {text!r} has no host")
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise ConfigurationError(f"endpoint {text!r} has a bad port")
-    return host, int(port) if port else DEFAULT_PORT
 
 
 class EtcdSessionKVStore(SessionKVStore):
     """Keys on an etcd (>= 3.4) cluster, shared by every process and host that uses it.
 
-    ``endpoints`` are the members' client addresses (``"host:port"``, a list of them,
-    or one comma-separated string); calls go to one member and move to the next when
-    it fails. ``timeout`` bounds each request to etcd, failover retries included.
-    ``tls`` (or an ``etcds://`` URL) speaks HTTPS, trusting ``ca_file`` (default: the
-    system's CAs) and presenting ``cert_file``/``key_file`` if given. ``username`` and
-    ``password`` enable etcd authentication; they never appear in ``repr`` or errors.
+    ``endpoints`` are the members' client addresses: ``"host:port"`` strings (one string
+    may list several, comma-separated) or ``(host, port)`` tuples; calls go to one member
+    and move to the next when it fails. ``timeout`` bounds each request to etcd, failover
+    retries included, from the moment it has a connection (waiting for one of the pooled
+    connections is not the cluster's fault and does not count). ``tls`` (or an
+    ``etcds://`` URL) speaks HTTPS, trusting ``ca_file`` (default: the system's CAs) and
+    presenting ``cert_file``/``key_file`` if given. ``username`` and ``password`` enable
+    etcd authentication; they never appear in ``repr`` or errors.
     """
 
     SEMANTICS = _SEMANTICS
 
     def __init__(
         self,
-        endpoints: str | Sequence[str] = f"127.0.0.1:{DEFAULT_PORT}",
+        endpoints: str | Iterable[Endpoint] = f"127.0.0.1:{DEFAULT_PORT}",
         *,
         namespace: str = "",
         timeout: float = 5.0,
@@ -91,28 +89,22 @@ class EtcdSessionKVStore(SessionKVStore):
         password: str | None = None,
     ) -> None:
         super().__init__(namespace=namespace)
-        if isinstance(endpoints, str):
-            endpoints = endpoints.split(",")
-        parsed = [_parse_endpoint(e) for e in endpoints if e.strip()]
-        if not parsed:
-            raise ConfigurationError("EtcdSessionKVStore needs at least one endpoint")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError("timeout must be a number of seconds")
-        if not timeout > 0:
-            raise ValueError("timeout must be > 0")
+        members = _members(endpoints)
+        self._timeout = check_seconds("timeout", timeout)
         if password is not None and username is None:
             raise ConfigurationError("an etcd password needs a username")
         use_tls = tls or any(f is not None for f in (ca_file, cert_file, key_file))
-        self._timeout = float(timeout)
         self._transport = EtcdTransport(
-            parsed,
+            members,
             timeout=self._timeout,
             tls=TLSOptions(ca_file, cert_file, key_file) if use_tls else None,
             username=username,
             password=password,
         )
         self._codec = codec.KeyCodec(namespace)
-        self._leases = LeasePool(self._transport.call, time.monotonic)
+        self._leases = LeasePool(self._transport.post, time.monotonic)
+        self._semantics = _SEMANTICS
+        self._sweep_every = JANITOR_TICK  # the lease janitor
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdSessionKVStore:
@@ -138,17 +130,18 @@ class EtcdSessionKVStore(SessionKVStore):
                 "key_file": str,
             },
         )
-        endpoints = [
-            f"[{host}]:{port or DEFAULT_PORT}" if ":" in host else f"{host}:{port or DEFAULT_PORT}"
-            for host, port in parsed.hosts
-        ]
         return cls(
-            endpoints,
+            parsed.hosts,
             tls=parsed.scheme == "etcds",
             username=parsed.username,
             password=parsed.password,
             **kwargs,
         )
+
+    @property
+    def semantics(self) -> StoreSemantics:
+        """The declaration, with ``min_ttl`` the cluster's own once the store started."""
+        return getattr(self, "_semantics", _SEMANTICS)
 
     @property
     def endpoints(self) -> str:
@@ -160,23 +153,31 @@ class EtcdSessionKVStore(SessionKVStore):
         """The member calls go to now (``host:port``); it changes on failover."""
         return self._transport.active_endpoint
 
-    def __repr__(self) -> str:
-        return (
-            f"EtcdSessionKVStore(endpoints={self._transport.endpoints!r}, "
-            f"namespace={self.namespace!r}, state={self._state.value})"
-        )
+    def _describe(self) -> str:
+        return f"endpoints={self._transport.endpoints!r}"
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def _start(self) -> None:
         try:
             await self._transport.open()
-            # One cheap request proves a member answers, so a wrong address fails here.
-            await self._transport.call("/kv/range", {"key": self._codec.encode("\x00")})
+            min_ttl = await self._cluster_min_ttl()
         except BaseException:
             await self._transport.close()
             raise
-        self._leases.start()
+        self._semantics = dataclasses.replace(_SEMANTICS, min_ttl=min_ttl)
+
+    async def _cluster_min_ttl(self) -> float:
+        """etcd raises a lease to its minimum TTL and answers a grant with the TTL it
+        gave: grant the shortest, read it, revoke it. It also proves a member answers,
+        so a wrong address fails in ``start``."""
+        answer = await self._transport.post("/lease/grant", {"TTL": 1}, control=True)
+        try:
+            await self._transport.post("/lease/revoke", {"ID": answer["ID"]}, control=True)
+        except GatewayError as exc:
+            if not exc.lease_not_found:  # gone already is what we wanted
+                raise
+        return float(max(int(answer.get("TTL", 1)), 1))
 
     async def _close(self) -> None:
         try:
@@ -184,84 +185,102 @@ class EtcdSessionKVStore(SessionKVStore):
         finally:
             await self._transport.close()
 
+    async def _sweep(self) -> int:
+        return await self._leases.sweep()
+
     # -- helpers ---------------------------------------------------------------------
 
-    async def _txn(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._transport.call("/kv/txn", body)
+    def _lease_ttl(self, ttl: float) -> int:
+        return lease_ttl(self._semantics.effective_ttl(ttl))
 
-    async def _with_lease(self, ttl: float, write: Callable[[str], Awaitable[None]]) -> None:
-        """Run ``write(lease_id)`` with a lease for ``ttl``; a lease etcd no longer knows
-        (revoked by someone, or lost to a failover) is replaced once."""
-        effective = _SEMANTICS.effective_ttl(ttl)
-        for attempt in (1, 2):
-            lease = await self._leases.acquire(effective)
-            try:
-                await write(lease.id)
-                return
-            except GatewayError as exc:
-                if not exc.lease_not_found or attempt == 2:
-                    raise
-                self._leases.discard(lease)
-            finally:
-                self._leases.release(lease)
+    async def _post_leased(
+        self,
+        method: str,
+        ttls: Collection[int],
+        body_for: Callable[[dict[int, str]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """POST ``body_for({lease TTL: lease id})``, taking the leases only once the
+        request holds a connection, so no queue stands between a lease's grant and its
+        keys. A lease etcd no longer knows (revoked by someone, or lost to a failover)
+        is replaced once; a failover retry too late for its leases gets fresh ones."""
+        async with self._transport.admitted() as deadline:
+            replaced = False
+            while True:
+                leases = await self._leases.acquire(ttls)
+                try:
+                    window = min(lease.shareable_until for lease in leases.values())
+                    return await self._transport.post(
+                        method,
+                        body_for({ttl: lease.id for ttl, lease in leases.items()}),
+                        deadline=deadline,
+                        # A lease granted too late for its window (a slow cluster) is
+                        # used as it is, as acquire() decided.
+                        send_before=window if time.monotonic() < window else None,
+                    )
+                except LeaseWindowPassedError:
+                    continue
+                except GatewayError as exc:
+                    if not exc.lease_not_found or replaced:
+                        raise
+                    replaced = True
+                    self._leases.discard(leases)
+                finally:
+                    self._leases.release(leases)
 
-    async def _acquire_all(self, ttls: list[float]) -> list[Lease]:
-        got = await asyncio.gather(*map(self._leases.acquire, ttls), return_exceptions=True)
-        leases = [lease for lease in got if isinstance(lease, Lease)]
-        if len(leases) < len(got):
-            for lease in leases:
-                self._leases.release(lease)
-            raise next(exc for exc in got if isinstance(exc, BaseException))
-        return leases
-
-    async def _each_txn(
-        self, ops: list[dict[str, Any]], limit: int = codec.MAX_TXN_OPS
-    ) -> list[dict[str, Any]]:
-        """Run ``ops`` as transactions within etcd's limits, concurrently."""
-        bodies = [codec.txn(batch) for batch in codec.chunks(ops, limit)]
-        if len(bodies) == 1:
-            return [await self._txn(bodies[0])]
-        return list(await asyncio.gather(*(self._txn(body) for body in bodies)))
+    async def _txns(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run ``ops`` (no leases) as transactions within etcd's limits, concurrently."""
+        batches = codec.chunks(ops, codec.MAX_TXN_OPS, codec.op_size)
+        return await _concurrently(
+            [self._transport.post("/kv/txn", codec.txn(batch)) for batch in batches]
+        )
 
     # -- primitives ------------------------------------------------------------------
 
     async def _set(self, key: str, value: bytes, ttl: float, only_if_exists: bool) -> None:
-        wire = self._codec.encode(key)
+        wire, ttl_ = self._codec.encode(key), self._lease_ttl(ttl)
+        if only_if_exists:
+            await self._post_leased(
+                "/kv/txn",
+                (ttl_,),
+                lambda ids: codec.txn(
+                    [codec.put_op(wire, value, ids[ttl_])], [codec.compare_exists(wire)]
+                ),
+            )
+        else:
+            await self._post_leased(
+                "/kv/put", (ttl_,), lambda ids: codec.put_op(wire, value, ids[ttl_])["request_put"]
+            )
 
-        async def write(lease: str) -> None:
-            op = codec.put_op(wire, value, lease)
-            if only_if_exists:
-                await self._txn(codec.txn([op], [codec.compare_exists(wire)]))
-            else:
-                await self._transport.call("/kv/put", op["request_put"])
-
-        await self._with_lease(ttl, write)
+    async def _compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        wire, ttl_ = self._codec.encode(key), self._lease_ttl(ttl)
+        answer = await self._post_leased(
+            "/kv/txn",
+            (ttl_,),
+            # etcd fails a value comparison on a missing key: never creates one.
+            lambda ids: codec.txn(
+                [codec.put_op(wire, value, ids[ttl_])], [codec.compare_value(wire, expected)]
+            ),
+        )
+        return codec.succeeded(answer)
 
     async def _mset(self, items: list[tuple[str, bytes, float]]) -> None:
-        by_ttl: dict[float, list[tuple[str, bytes]]] = {}
-        for key, value, ttl in codec.last_wins(items):
-            by_ttl.setdefault(_SEMANTICS.effective_ttl(ttl), []).append((key, value))
-        for attempt in (1, 2):
-            leases = await self._acquire_all(list(by_ttl))
-            try:
-                ops = [
-                    codec.put_op(self._codec.encode(key), value, lease.id)
-                    for lease, group in zip(leases, by_ttl.values(), strict=True)
-                    for key, value in group
-                ]
-                await self._each_txn(ops)
-                return
-            except GatewayError as exc:
-                if not exc.lease_not_found or attempt == 2:
-                    raise
-                for lease in leases:
-                    self._leases.discard(lease)
-            finally:
-                for lease in leases:
-                    self._leases.release(lease)
+        writes = [
+            (self._codec.encode(key), value, self._lease_ttl(ttl))
+            for key, value, ttl in codec.last_wins(items)
+        ]
+
+        def put_all(batch: list[tuple[str, bytes, int]]) -> Awaitable[dict[str, Any]]:
+            return self._post_leased(
+                "/kv/txn",
+                {ttl for _, _, ttl in batch},
+                lambda ids: codec.txn([codec.put_op(w, v, ids[ttl]) for w, v, ttl in batch]),
+            )
+
+        batches = codec.chunks(writes, codec.MAX_TXN_OPS, lambda w: codec.put_size(w[0], w[1]))
+        await _concurrently([put_all(batch) for batch in batches])
 
     async def _get(self, key: str) -> bytes | None:
-        answer = await self._transport.call("/kv/range", {"key": self._codec.encode(key)})
+        answer = await self._transport.post("/kv/range", {"key": self._codec.encode(key)})
         found = codec.kvs(answer)
         return codec.decode_value(found[0]) if found else None
 
@@ -269,7 +288,7 @@ class EtcdSessionKVStore(SessionKVStore):
         if len(keys) == 1:
             return [await self._get(keys[0])]
         unique = list(dict.fromkeys(keys))
-        answers = await self._each_txn([codec.range_op(self._codec.encode(k)) for k in unique])
+        answers = await self._txns([codec.range_op(self._codec.encode(k)) for k in unique])
         values: dict[str, bytes | None] = {}
         responses = [r for answer in answers for r in answer.get("responses", ())]
         for key, response in zip(unique, responses, strict=True):
@@ -282,7 +301,7 @@ class EtcdSessionKVStore(SessionKVStore):
         body: dict[str, Any] = {"key": start, "range_end": end}
         if keys_only:
             body["keys_only"] = True
-        return codec.kvs(await self._transport.call("/kv/range", body))
+        return codec.kvs(await self._transport.post("/kv/range", body))
 
     async def _keys(self, prefix: str) -> list[str]:
         decode = self._codec.decode
@@ -298,9 +317,9 @@ class EtcdSessionKVStore(SessionKVStore):
     async def _delete(self, keys: list[str]) -> None:
         unique = list(dict.fromkeys(keys))
         if len(unique) == 1:
-            await self._transport.call("/kv/deleterange", {"key": self._codec.encode(unique[0])})
+            await self._transport.post("/kv/deleterange", {"key": self._codec.encode(unique[0])})
             return
-        await self._each_txn([codec.delete_op(self._codec.encode(key)) for key in unique])
+        await self._txns([codec.delete_op(self._codec.encode(key)) for key in unique])
 
     async def _expire(self, keys: list[str], ttl: float) -> None:
         # Each key moves to a fresh lease with its value kept (ignore_value), guarded by
@@ -308,12 +327,19 @@ class EtcdSessionKVStore(SessionKVStore):
         # and a key deleted or expired meanwhile is never re-created. Inner transactions
         # count against etcd's operation limit, hence half-size batches.
         wires = [self._codec.encode(key) for key in dict.fromkeys(keys)]
+        ttl_ = self._lease_ttl(ttl)
 
-        async def write(lease: str) -> None:
-            ops = [codec.guarded(codec.put_op(wire, None, lease), wire) for wire in wires]
-            await self._each_txn(ops, codec.MAX_TXN_OPS // 2)
+        def refresh(batch: list[str]) -> Awaitable[dict[str, Any]]:
+            return self._post_leased(
+                "/kv/txn",
+                (ttl_,),
+                lambda ids: codec.txn(
+                    [codec.guarded(codec.put_op(w, None, ids[ttl_]), w) for w in batch]
+                ),
+            )
 
-        await self._with_lease(ttl, write)
+        batches = codec.chunks(wires, codec.MAX_TXN_OPS // 2, codec.guarded_size)
+        await _concurrently([refresh(batch) for batch in batches])
 
     # -- errors ----------------------------------------------------------------------
 
@@ -323,3 +349,51 @@ class EtcdSessionKVStore(SessionKVStore):
                 return BackendUnavailableError(f"{self!r}: etcd unavailable: {exc}")
             return BackendError(f"{self!r}: etcd refused the request: {exc}")
         return super()._translate_error(exc)
+
+
+async def _concurrently(calls: list[Awaitable[T]]) -> list[T]:
+    if len(calls) == 1:
+        return [await calls[0]]
+    return list(await asyncio.gather(*calls))
+
+
+def _members(endpoints: str | Iterable[Endpoint]) -> list[tuple[str, int]]:
+    """The members' ``(host, port)``, parsed once, whichever form they came in."""
+    items: Iterable[Endpoint] = endpoints.split(",") if isinstance(endpoints, str) else endpoints
+    members: list[tuple[str, int]] = []
+    for item in items:
+        if isinstance(item, str):
+            if not item.strip():
+                continue
+            host, port = _parse_endpoint(item.strip())
+        elif isinstance(item, tuple) and len(item) == 2:
+            host, port = item
+            if not isinstance(host, str) or not (
+                port is None or (isinstance(port, int) and not isinstance(port, bool))
+            ):
+                raise TypeError(f"an etcd endpoint tuple is (host: str, port: int), not {item!r}")
+            if not host or (port is not None and not 0 < port < 65536):
+                raise ConfigurationError(f"bad etcd endpoint {item!r}")
+        else:
+            raise TypeError(
+                f"an etcd endpoint is 'host:port' or (host, port), not {type(item).__name__}"
+            )
+        members.append((host, DEFAULT_PORT if port is None else port))
+    if not members:
+        raise ConfigurationError("EtcdSessionKVStore needs at least one endpoint")
+    return members
+
+
+def _parse_endpoint(text: str) -> tuple[str, int | None]:
+    if "@" in text:  # never echoed: it may hold a password
+        raise ConfigurationError(
+            "an etcd endpoint is host:port; pass credentials as username= and password="
+        )
+    if "://" in text or "/" in text:
+        raise ConfigurationError(f"an etcd endpoint is host:port, not a URL: {text!r}")
+    if text.count(":") > 1 and not text.startswith("["):
+        text = f"[{text}]"  # a bare IPv6 address, without a port
+    host, port = parse_host(text, text)
+    if not host:
+        raise ConfigurationError(f"etcd endpoint {text!r} has no host")
+    return host, port
