@@ -601,3 +601,11 @@ async def test_etcds_url_speaks_tls_and_verifies_the_server() -> None:
         await untrusted.close()
     finally:
         cluster.stop()
+
+
+def test_the_declared_max_ttl_leaves_room_for_the_sharing_window() -> None:
+    from sessionkv.backends import _etcd_leases as leases
+
+    declared = EtcdSessionKVStore.SEMANTICS
+    assert declared is not None
+    assert declared.max_ttl + leases.SHARING_WINDOW == leases.MAX_LEASE_TTL

@@ -27,8 +27,9 @@ from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ..core.urls import parse_host, parse_store_url
 from . import _etcd_codec as codec
-from ._etcd_leases import JANITOR_TICK, MAX_LEASE_TTL, SHARING_WINDOW, LeasePool, lease_ttl
+from ._etcd_leases import JANITOR_TICK, LeasePool, lease_ttl
 from ._etcd_transport import EtcdTransport, GatewayError, LeaseWindowPassedError, TLSOptions
+from .declarations import declared_semantics
 
 __all__ = ["DEFAULT_PORT", "EtcdSessionKVStore"]
 
@@ -38,26 +39,7 @@ T = TypeVar("T")
 Endpoint = str | tuple[str, int | None]
 """``"host:port"`` (``"[IPv6]:port"``; the port defaults to 2379) or ``(host, port)``."""
 
-_SEMANTICS = StoreSemantics(
-    ttl_resolution=1.0,  # lease TTLs are whole seconds
-    # etcd raises a shorter lease to its minimum TTL, 1.5 election timeouts rounded up
-    # (2 s with default timings). This is that default; a started store reports its own
-    # cluster's minimum, learned at start, and raises shorter TTLs to it itself, so each
-    # lease it asks for (the TTL plus the sharing second) is granted exactly as asked.
-    min_ttl=2.0,
-    # One second of lease sharing (see _etcd_leases), etcd's lease expiry check every
-    # 500 ms (keys gone 0.46-0.51 s after their lease's TTL), and margin for a loaded
-    # machine: measured end to end, keys were gone 0.16-1.32 s after their TTL. A leader
-    # change renews every lease (etcd does so on purpose): see failover_renews_ttl.
-    expiry_lag=2.5,
-    shared_across_processes=True,
-    shared_across_hosts=True,
-    atomic_mset=False,  # atomic up to 128 keys (one transaction); larger batches are not
-    scan_cost="O(log n + k)",
-    max_ttl=float(MAX_LEASE_TTL) - SHARING_WINDOW,  # the lease adds the sharing second
-    atomic_compare_and_set=True,  # one transaction: compare the value, then put
-    failover_renews_ttl=True,  # a new leader renews every lease (docs/backends/etcd.md)
-)
+_SEMANTICS = declared_semantics("etcd")
 
 
 class EtcdSessionKVStore(SessionKVStore):
