@@ -13,10 +13,11 @@ pytestmark = pytest.mark.etcd
 
 class TestEtcdStore(StoreContractTests, RegistryContractTests):
     @pytest.fixture
-    def store_factory(self, etcd_server):
-        return lambda namespace: EtcdSessionKVStore.from_url(etcd_server.url, namespace=namespace)
+    def store_factory(self, etcd_url):
+        return lambda namespace: EtcdSessionKVStore.from_url(etcd_url, namespace=namespace)
 
     @pytest.fixture
-    def store_url(self, etcd_server):
+    def store_url(self, etcd_url):
         # The same member and namespace, opened by create_store in a second process.
-        return lambda namespace: f"{etcd_server.url}?namespace={quote(namespace, safe='')}"
+        joiner = "&" if "?" in etcd_url else "?"
+        return lambda namespace: f"{etcd_url}{joiner}namespace={quote(namespace, safe='')}"

@@ -196,6 +196,30 @@ def start_etcd(
     return cluster
 
 
+URL_OPTION = "--sessionkv-etcd-url"
+"""Point :func:`etcd_url` at an etcd you run (pytest-redis' "noproc" mode)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("sessionkv", "sessionkv contract suite").addoption(
+        URL_OPTION,
+        metavar="URL",
+        help="run the etcd contract tests against this cluster instead of starting one",
+    )
+
+
+@pytest.fixture(scope="session")
+def etcd_url(request: pytest.FixtureRequest) -> str:
+    """The URL of an etcd for contract tests: the one given with ``--sessionkv-etcd-url``
+    (never stopped; tests use namespaces of their own and delete their keys), else a
+    member started for the session."""
+    given: str | None = request.config.getoption(URL_OPTION)
+    if given:
+        return given
+    server: EtcdCluster = request.getfixturevalue("etcd_server")
+    return server.url
+
+
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdCluster]:
     """One etcd member for the whole test session (``.url``, ``.endpoint``)."""
