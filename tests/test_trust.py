@@ -63,6 +63,42 @@ async def test_c1_close_during_start_releases_and_never_reopens() -> None:
         await store.set("k", b"v", 10)
 
 
+class Unreachable(InMemorySessionKVStore):
+    """Its server is down: connecting takes a while, then fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    async def _start(self) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0.05)
+        raise ConnectionRefusedError("down")
+
+
+async def test_concurrent_first_operations_share_one_start_attempt() -> None:
+    store = Unreachable()
+    results = await asyncio.gather(*(store.get(f"k{i}") for i in range(50)), return_exceptions=True)
+    assert store.attempts == 1, "a dead server must cost one timeout, not one per caller"
+    assert all(isinstance(r, BackendUnavailableError) for r in results), results[:3]
+    with pytest.raises(BackendUnavailableError):
+        await store.get("k")  # a later call tries again
+    assert store.attempts == 2
+    await store.close()
+
+
+async def test_a_cancelled_first_caller_leaves_the_start_to_the_others() -> None:
+    store = SlowStart()
+    first = asyncio.ensure_future(store.set("a", b"1", 10))
+    second = asyncio.ensure_future(store.set("b", b"2", 10))
+    await asyncio.sleep(0)
+    first.cancel()
+    store.opened.set()
+    await second
+    assert await store.get("b") == b"2" and not store.closed
+    await store.close()
+
+
 class BreaksWhenClosed(InMemorySessionKVStore):
     """An operation that is in flight while the store closes, then fails as drivers do."""
 

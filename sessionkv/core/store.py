@@ -20,7 +20,7 @@ import warnings
 import weakref
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from .checks import check_key, check_keys, check_ttl, check_value, utf8_length
 from .errors import (
@@ -35,6 +35,9 @@ from .periodic import PeriodicTask
 from .types import StoreSemantics
 
 __all__ = ["SessionKVStore", "check_key", "check_ttl", "check_value"]
+
+
+_Store = TypeVar("_Store", bound="SessionKVStore")
 
 
 class _State(enum.Enum):
@@ -113,7 +116,7 @@ class SessionKVStore(abc.ABC):
             )
         self._namespace = namespace
         self._state = _State.NEW
-        self._start_lock: asyncio.Lock | None = None
+        self._starting: asyncio.Future[None] | None = None
         self._errors = _DriverErrors(self)
         self._max_key: int | None = None
         self._sweeper: PeriodicTask | None = None
@@ -164,34 +167,47 @@ class SessionKVStore(abc.ABC):
 
     async def start(self) -> None:
         """Connect and prepare; idempotent. Raises :class:`StoreClosedError` once closed,
-        also when the store is closed while this start is still connecting."""
+        also when the store is closed while this start is still connecting. Callers
+        that start the store at the same time share one attempt, and its outcome: a
+        server that is down costs them one timeout, not one each."""
         if self._state is _State.OPEN:
             return
         if self._state is _State.CLOSED:
             raise StoreClosedError(f"{self!r} is closed")
         self.semantics  # noqa: B018 - a store without a declaration fails here, early
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            if self._state is _State.NEW:
-                with self._errors:
-                    await self._start()
-                if self.closed:
-                    # close() ran while we connected: what we opened is ours to release.
-                    await self._release()
-                    raise StoreClosedError(f"{self!r} was closed while it was starting")
-                self._state = _State.OPEN
-                _open_stores.add(self)
-                if self._sweep_every > 0:
-                    self._sweeper = PeriodicTask(
-                        f"sessionkv {type(self).__name__} sweep {id(self):x}",
-                        self._sweep_every,
-                        self._sweep,
-                        describe=self._describe_failure,
-                    )
-                    self._sweeper.start()
-            elif self._state is _State.CLOSED:
+        attempt = self._starting
+        if attempt is None:
+            # A task of its own: a caller that is cancelled leaves it to the others.
+            attempt = self._starting = asyncio.ensure_future(self._open())
+            attempt.add_done_callback(self._started)
+        await asyncio.shield(attempt)
+
+    def _started(self, attempt: asyncio.Future[None]) -> None:
+        self._starting = None  # a failed attempt is tried again by the next caller
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved here: every waiter re-raises it anyway
+
+    async def _open(self) -> None:
+        if self._state is not _State.NEW:
+            if self._state is _State.CLOSED:
                 raise StoreClosedError(f"{self!r} is closed")
+            return
+        with self._errors:
+            await self._start()
+        if self.closed:
+            # close() ran while we connected: what we opened is ours to release.
+            await self._release()
+            raise StoreClosedError(f"{self!r} was closed while it was starting")
+        self._state = _State.OPEN
+        _open_stores.add(self)
+        if self._sweep_every > 0:
+            self._sweeper = PeriodicTask(
+                f"sessionkv {type(self).__name__} sweep {id(self):x}",
+                self._sweep_every,
+                self._sweep,
+                describe=self._describe_failure,
+            )
+            self._sweeper.start()
 
     async def close(self) -> None:
         """Release every resource; idempotent, and the store is closed even if releasing
@@ -203,9 +219,8 @@ class SessionKVStore(abc.ABC):
         _open_stores.discard(self)
         if was_open:
             await self._release()
-        elif self._start_lock is not None and self._start_lock.locked():
-            async with self._start_lock:
-                pass
+        elif self._starting is not None:
+            await asyncio.wait({self._starting})  # it releases what it opened
 
     async def _release(self) -> None:
         sweeper, self._sweeper = self._sweeper, None
@@ -234,7 +249,7 @@ class SessionKVStore(abc.ABC):
         if getattr(self, "_state", None) is _State.OPEN:
             self._warn_unclosed()
 
-    async def __aenter__(self) -> SessionKVStore:
+    async def __aenter__(self: _Store) -> _Store:
         await self.start()
         return self
 
