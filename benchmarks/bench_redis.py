@@ -20,8 +20,10 @@ import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
+from _common import asks_to_close, close_request_for, session_record, with_metrics
 
 from sessionkv import RedisSessionKVStore, SessionRegistry
 from sessionkv.backends import _redis_scripts as lua
@@ -32,6 +34,8 @@ SESSIONS_IN_CALL = 10
 TTL = 3600.0
 TTL_MS = 3_600_000
 Op = Callable[[], Awaitable[object]]
+Case = tuple[str, Op, Op, Op | None]
+Row = tuple[str, float, float, float | None]
 
 
 async def _pair_us(lib: Op, raw: Op, repeat: int) -> tuple[float, float]:
@@ -62,141 +66,178 @@ async def _median_us(op: Op, repeat: int) -> float:
     return statistics.median(samples) * 1e6
 
 
-def _record(call: str, session: str, node: str, metrics: dict[str, float] | None = None) -> bytes:
-    data = {
-        "session_id": session,
-        "call_id": call,
-        "node_id": node,
-        "started_at": time.time(),
-        "metrics_updated_at": time.time() if metrics is not None else None,
-        "metrics": metrics or {},
-    }
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+class RawRedis:
+    """The registry's work as hand-written redis-py calls: the keys, JSON and commands
+    the library sends for the session ids the table uses; ``plain_*``: the command an
+    application without the index would send instead."""
+
+    def __init__(self, url: str, namespace: str, call: str, sessions: dict[str, str]) -> None:
+        self.client = aioredis.Redis.from_url(url)
+        p = namespace_prefix(namespace)
+        self.idx, self.exp, self.data = p + b"idx", p + b"exp", p + b"k:"
+        self.call = call
+        self.sessions = sessions
+
+    def skey(self, session: str) -> bytes:
+        return f"s/{self.call}/{session}".encode()
+
+    def ckey(self, session: str) -> bytes:
+        return f"c/{self.call}/{session}".encode()
+
+    async def evalsha(self, script: lua.Script, *args: object) -> object:
+        return await self.client.evalsha(script.sha, 2, self.idx, self.exp, self.data, *args)  # type: ignore[arg-type]
+
+    async def register(self, session: str) -> None:
+        """EVALSHA WRITE of the new record."""
+        record = session_record(self.call, session, "bench")
+        await self.evalsha(lua.WRITE, b"0", self.skey(session), record, TTL_MS)
+
+    async def plain_register(self, session: str) -> None:
+        """SET PX."""
+        record = session_record(self.call, session, "bench")
+        await self.client.set(self.data + self.skey(session), record, px=TTL_MS)
+
+    async def get(self, session: str) -> object:
+        """GET."""
+        got = await self.client.get(self.data + self.skey(session))
+        return json.loads(got) if got is not None else None
+
+    async def get_for_call(self) -> object:
+        """EVALSHA SCAN over the call's lex range."""
+        prefix = f"s/{self.call}/".encode()
+        high = prefix[:-1] + bytes((prefix[-1] + 1,))
+        flat = await self.evalsha(lua.SCAN, b"[" + prefix, b"(" + high, b"1")
+        return [json.loads(v) for v in flat[1::2]]  # type: ignore[index]
+
+    async def plain_get_for_call(self) -> object:
+        """SCAN MATCH, then MGET."""
+        match = self.data + f"s/{self.call}/*".encode()
+        names = [k async for k in self.client.scan_iter(match=match, count=100)]
+        return [json.loads(v) for v in await self.client.mget(names) if v is not None]
+
+    async def update_metrics(self, session: str, metrics: dict[str, Any]) -> None:
+        """GET the record, then EVALSHA COMPARE_AND_SET of it with the new metrics."""
+        got = await self.client.get(self.data + self.skey(session))
+        if got is not None:
+            new = with_metrics(got, metrics)
+            await self.evalsha(lua.COMPARE_AND_SET, self.skey(session), got, new, TTL_MS)
+
+    async def refresh(self) -> None:
+        """EVALSHA EXPIRE of every session and close key."""
+        keys: list[bytes] = []
+        for s in self.sessions:
+            keys += (self.skey(s), self.ckey(s))
+        await self.evalsha(lua.EXPIRE, TTL_MS, *keys)
+
+    async def plain_refresh(self) -> None:
+        """A pipeline of PEXPIREs."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for s in self.sessions:
+                pipe.pexpire(self.data + self.skey(s), TTL_MS)
+                pipe.pexpire(self.data + self.ckey(s), TTL_MS)
+            await pipe.execute()
+
+    async def request_close(self, session: str) -> None:
+        """GET the record, then EVALSHA WRITE of the close key naming its registration."""
+        got = await self.client.get(self.data + self.skey(session))
+        if got is not None:
+            request = close_request_for("bench", got)
+            await self.evalsha(lua.WRITE, b"0", self.ckey(session), request, TTL_MS)
+
+    async def get_close_requests(self) -> list[str]:
+        """MGET of the close keys; if any is set, MGET of those sessions' records."""
+        flags = await self.client.mget([self.data + self.ckey(s) for s in self.sessions])
+        pending = [(s, f) for s, f in zip(self.sessions, flags, strict=True) if f is not None]
+        if not pending:
+            return []
+        records = await self.client.mget([self.data + self.skey(s) for s, _ in pending])
+        return [
+            s
+            for (s, flag), record in zip(pending, records, strict=True)
+            if record is not None and asks_to_close(flag, record)
+        ]
+
+    async def remove(self, session: str) -> None:
+        """EVALSHA DELETE of the session and close key."""
+        await self.evalsha(lua.DELETE, self.skey(session), self.ckey(session))
+
+    async def plain_remove(self, session: str) -> None:
+        """DEL."""
+        await self.client.delete(self.data + self.skey(session), self.data + self.ckey(session))
 
 
-async def registry_table(url: str, repeat: int) -> list[tuple[str, float, float, float | None]]:
-    namespace = "bench"
-    raw = aioredis.Redis.from_url(url)
-    p = namespace_prefix(namespace)
-    idx, exp, data = p + b"idx", p + b"exp", p + b"k:"
-    call = "the-call"
+def _cases(registry: SessionRegistry, raw: RawRedis) -> list[Case]:
+    """(row, sessionkv call, raw call, plain call or None) per registry operation."""
+    call, sessions = raw.call, raw.sessions
+    return [
+        (
+            "register",
+            lambda: registry.register(call, "x"),
+            lambda: raw.register("x"),
+            lambda: raw.plain_register("x"),
+        ),
+        ("get", lambda: registry.get(call, "sess-1"), lambda: raw.get("sess-1"), None),
+        (
+            f"get_for_call ({SESSIONS_IN_CALL} sessions)",
+            lambda: registry.get_for_call(call),
+            raw.get_for_call,
+            raw.plain_get_for_call,
+        ),
+        (
+            "update_metrics",
+            lambda: registry.update_metrics(call, "sess-2", {"a": 1}),
+            lambda: raw.update_metrics("sess-2", {"a": 1}),
+            None,
+        ),
+        (
+            f"refresh ({SESSIONS_IN_CALL})",
+            lambda: registry.refresh(sessions),
+            raw.refresh,
+            raw.plain_refresh,
+        ),
+        (
+            "request_close",
+            lambda: registry.request_close(call, "sess-3"),
+            lambda: raw.request_close("sess-3"),
+            None,
+        ),
+        (
+            f"get_close_requests ({SESSIONS_IN_CALL})",
+            lambda: registry.get_close_requests(sessions),
+            raw.get_close_requests,
+            None,
+        ),
+        (
+            "remove",
+            lambda: registry.remove(call, "gone"),
+            lambda: raw.remove("gone"),
+            lambda: raw.plain_remove("gone"),
+        ),
+    ]
+
+
+async def _measure_row(case: Case, repeat: int) -> Row:
+    name, lib_op, raw_op, plain_op = case
+    lib_us, raw_us = await _pair_us(lib_op, raw_op, repeat)
+    plain_us = None if plain_op is None else await _median_us(plain_op, repeat)
+    return name, lib_us, raw_us, plain_us
+
+
+async def registry_table(url: str, repeat: int) -> list[Row]:
+    namespace, call = "bench", "the-call"
     sessions = {f"sess-{i}": call for i in range(SESSIONS_IN_CALL)}
-    rows: list[tuple[str, float, float, float | None]] = []
+    raw = RawRedis(url, namespace, call, sessions)
     async with RedisSessionKVStore(url, namespace=namespace) as store:
         registry = SessionRegistry(store, node_id="bench", ttl=TTL)
         for session_id in sessions:
             await registry.register(call, session_id)
-
-        def skey(session: str) -> bytes:
-            return f"s/{call}/{session}".encode()
-
-        def ckey(session: str) -> bytes:
-            return f"c/{call}/{session}".encode()
-
-        async def evalsha(script: lua.Script, *args: object) -> object:
-            return await raw.evalsha(script.sha, 2, idx, exp, data, *args)  # type: ignore[arg-type]
-
-        async def raw_register() -> None:
-            await evalsha(lua.WRITE, b"0", skey("x"), _record(call, "x", "bench"), TTL_MS)
-
-        async def plain_register() -> None:
-            await raw.set(data + skey("x"), _record(call, "x", "bench"), px=TTL_MS)
-
-        async def raw_get() -> object:
-            got = await raw.get(data + skey("sess-1"))
-            return json.loads(got) if got is not None else None
-
-        async def raw_get_for_call() -> object:
-            prefix = f"s/{call}/".encode()
-            high = prefix[:-1] + bytes((prefix[-1] + 1,))
-            flat = await evalsha(lua.SCAN, b"[" + prefix, b"(" + high, b"1")
-            return [json.loads(v) for v in flat[1::2]]  # type: ignore[index]
-
-        async def plain_get_for_call() -> object:
-            names = [k async for k in raw.scan_iter(match=data + f"s/{call}/*".encode(), count=100)]
-            return [json.loads(v) for v in await raw.mget(names) if v is not None]
-
-        async def raw_update_metrics() -> None:
-            got = await raw.get(data + skey("sess-2"))
-            if got is not None:
-                await evalsha(
-                    lua.WRITE,
-                    b"1",
-                    skey("sess-2"),
-                    _record(call, "sess-2", "bench", {"a": 1}),
-                    TTL_MS,
-                )
-
-        async def raw_refresh() -> None:
-            keys: list[bytes] = []
-            for s in sessions:
-                keys += (skey(s), ckey(s))
-            await evalsha(lua.EXPIRE, TTL_MS, *keys)
-
-        async def plain_refresh() -> None:
-            async with raw.pipeline(transaction=False) as pipe:
-                for s in sessions:
-                    pipe.pexpire(data + skey(s), TTL_MS)
-                    pipe.pexpire(data + ckey(s), TTL_MS)
-                await pipe.execute()
-
-        async def raw_request_close() -> None:
-            flag = json.dumps({"requested_by": "bench", "requested_at": time.time()}).encode()
-            await evalsha(lua.WRITE, b"0", ckey("sess-3"), flag, TTL_MS)
-
-        async def raw_get_close_requests() -> list[str]:
-            flags = await raw.mget([data + ckey(s) for s in sessions])
-            return [s for s, f in zip(sessions, flags, strict=True) if f is not None]
-
-        async def raw_remove() -> None:
-            await evalsha(lua.DELETE, skey("gone"), ckey("gone"))
-
-        async def plain_remove() -> None:
-            await raw.delete(data + skey("gone"), data + ckey("gone"))
-
-        cases: list[tuple[str, Op, Op, Op | None]] = [
-            ("register", lambda: registry.register(call, "x"), raw_register, plain_register),
-            ("get", lambda: registry.get(call, "sess-1"), raw_get, raw_get),
-            (
-                f"get_for_call ({SESSIONS_IN_CALL} sessions)",
-                lambda: registry.get_for_call(call),
-                raw_get_for_call,
-                plain_get_for_call,
-            ),
-            (
-                "update_metrics",
-                lambda: registry.update_metrics(call, "sess-2", {"a": 1}),
-                raw_update_metrics,
-                None,
-            ),
-            (
-                f"refresh ({SESSIONS_IN_CALL})",
-                lambda: registry.refresh(sessions),
-                raw_refresh,
-                plain_refresh,
-            ),
-            (
-                "request_close",
-                lambda: registry.request_close(call, "sess-3"),
-                raw_request_close,
-                None,
-            ),
-            (
-                f"get_close_requests ({SESSIONS_IN_CALL})",
-                lambda: registry.get_close_requests(sessions),
-                raw_get_close_requests,
-                raw_get_close_requests,
-            ),
-            ("remove", lambda: registry.remove(call, "gone"), raw_remove, plain_remove),
-        ]
-        for name, lib_op, raw_op, plain_op in cases:
-            lib_us, raw_us = await _pair_us(lib_op, raw_op, repeat)
-            plain_us = None
-            if plain_op is not None and plain_op is not raw_op:
-                plain_us = await _median_us(plain_op, repeat)
-            rows.append((name, lib_us, raw_us, plain_us))
+        rows = [await _measure_row(case, repeat) for case in _cases(registry, raw)]
+        # The request_close row left one request pending, so both sides of the
+        # get_close_requests row read the close keys, then that one session's record.
+        assert await raw.get_close_requests() == ["sess-3"]
+        assert await registry.get_close_requests(sessions) == ["sess-3"]
         await store.delete(await store.keys(""))
-    await raw.aclose()
+    await raw.client.aclose()
     return rows
 
 
@@ -231,7 +272,7 @@ async def scale_rows(
 
 
 async def _fill_more(store: RedisSessionKVStore, start: int, stop: int) -> None:
-    record = _record("other", "s", "n")
+    record = session_record("other", "s", "n")
     for low in range(start, stop, 10_000):
         await store.mset(
             [
