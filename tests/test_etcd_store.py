@@ -319,7 +319,10 @@ async def test_a_burst_waits_for_connections_instead_of_failing_over(
     caplog.set_level(logging.INFO, logger="sessionkv.etcd")
     # One healthy member listed twice: somewhere to fail over to, and nothing failing.
     endpoint = etcd_server.endpoint
-    async with EtcdSessionKVStore([endpoint, endpoint], namespace="burst", timeout=1.0) as store:
+    # timeout=3: 8,000 requests queue for about 3 s on 64 connections, so counting the
+    # queue wait as an attempt would still fail; one attempt gets 1.5 s, honest slack
+    # for a loaded 2-core machine.
+    async with EtcdSessionKVStore([endpoint, endpoint], namespace="burst", timeout=3.0) as store:
         await store.mset([(f"k{i}", b"x", LONG) for i in range(100)])
         started = time.monotonic()
         results = await asyncio.gather(

@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from ..core.plugins import create_store
 from ..core.store import SessionKVStore
@@ -43,6 +44,17 @@ class CheckRun:
         self.namespaces.add(namespace)
         return create_store(self.url, namespace=namespace)
 
+    def url_for(self, namespace: str) -> str:
+        """The URL with ``namespace`` in its query: how a second process opens the same
+        store (the suite passes it by environment, never on a command line)."""
+        if not namespace.startswith(self.prefix):
+            raise AssertionError(f"namespace {namespace!r} escapes the check's prefix")
+        self.namespaces.add(namespace)
+        # Only the query changes: urlunsplit would rewrite 'sqlite:////abs' paths.
+        base, _, query = self.url.partition("?")
+        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "namespace"]
+        return f"{base}?{urlencode([*kept, ('namespace', namespace)])}"
+
 
 CURRENT: CheckRun | None = None
 """The run in progress; the generated test module reads it (same process)."""
@@ -64,6 +76,10 @@ class TestLiveStore(StoreContractTests, RegistryContractTests):
     @pytest.fixture
     def store_factory(self):
         return check.CURRENT.make_store
+
+    @pytest.fixture
+    def store_url(self):
+        return check.CURRENT.url_for
 '''
 
 INI = """\
