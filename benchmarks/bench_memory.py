@@ -39,7 +39,7 @@ async def _median_us(op: object, repeat: int) -> float:
 
 async def measure(others: int, repeat: int) -> tuple[float, float]:
     store = InMemorySessionKVStore()
-    async with store, SessionRegistry(store, node_id="bench") as registry:
+    async with SessionRegistry(store, node_id="bench") as registry:
         await _fill(store, others)
         for i in range(SESSIONS_IN_CALL):
             await registry.register("the-call", f"sess-{i}")

@@ -235,7 +235,7 @@ def test_a_false_atomicity_claim_is_caught(run_suite) -> None:
 def test_a_bare_assertion_shows_the_values(run_suite) -> None:
     # The suite is registered for assertion rewriting: even an assert without a message
     # shows what was compared.
-    result = run_suite("TestNeverExpires and expired_key_is_not_rewritten")
+    result = run_suite("TestNeverExpires and writes_over_live_keys_never_revive")
     result.assert_outcomes(failed=1)
     assert "assert b'v' is None" in result.stdout.str()
 

@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from sessionkv import EtcdSessionKVStore, SessionKVStore, SessionRegistry, create_store
-from sessionkv.contract_tests.servers import free_port, require_binary
+from sessionkv.contract_tests.servers import eventually, free_port, require_binary
 from sessionkv.contract_tests.servers.etcd import EtcdCluster, start_etcd
 from sessionkv.core.errors import (
     BackendError,
@@ -38,12 +38,7 @@ LONG = 300.0
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:
-    """Poll an async ``condition`` until true; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {timeout} s")
-        await asyncio.sleep(0.1)
+    await eventually(condition, timeout=timeout, what=what, interval=0.1)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import contextlib
 import logging
 import subprocess
 import sys
-import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,7 +21,7 @@ from redis import exceptions as redis_exceptions
 
 from sessionkv import RedisSessionKVStore, SessionRegistry, create_store
 from sessionkv.backends.redis import namespace_prefix
-from sessionkv.contract_tests.servers import free_port
+from sessionkv.contract_tests.servers import eventually, free_port
 from sessionkv.contract_tests.servers.redis import RedisServer, start_redis
 from sessionkv.core.errors import (
     BackendError,
@@ -62,11 +61,7 @@ def _index_keys(store: RedisSessionKVStore) -> tuple[bytes, bytes]:
 
 
 async def _poll(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.02)
+    await eventually(condition, timeout=timeout, what=what)
 
 
 # -- configuration --------------------------------------------------------------------

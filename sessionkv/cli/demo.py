@@ -135,7 +135,7 @@ async def _story(url: str, count: int, ttl: float, narrator: Narrator) -> None:
     lag = store.semantics.max_lifetime(ttl)
     names = [f"node-{i}" for i in range(1, count + 1)]
     nodes: list[Node] = []
-    async with store, SessionRegistry(store, node_id="observer", ttl=ttl) as registry:
+    async with SessionRegistry(store, node_id="observer", ttl=ttl) as registry:
         observer = Observer(registry, narrator)
         watcher = asyncio.get_running_loop().create_task(observer.watch())
         try:

@@ -31,7 +31,7 @@ def _read_commands(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str]) -
 
 async def run_node(url: str, node: str, call: str, sessions: int, ttl: float) -> None:
     store = create_store(url)
-    async with store, SessionRegistry(store, node_id=node, ttl=ttl) as registry:
+    async with SessionRegistry(store, node_id=node, ttl=ttl) as registry:  # closes the store
         mine: dict[str, str] = {}
         for i in range(1, sessions + 1):
             session_id = f"{node}-s{i}"

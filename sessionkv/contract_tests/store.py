@@ -455,7 +455,7 @@ class StoreContractTests(ContractFixtures):
         await wait_past(clock, advance_time, written, semantics.max_lifetime(short_ttl))
         assert await store.mget(["shortened", "lengthened", "rewritten"]) == [None, b"l", None]
 
-    async def test_expired_key_is_not_rewritten_by_only_if_exists(
+    async def test_writes_over_live_keys_never_revive_an_expired_one(
         self,
         store: SessionKVStore,
         short_ttl: float,
@@ -466,7 +466,9 @@ class StoreContractTests(ContractFixtures):
         await store.set("k", b"v", short_ttl)
         await wait_past(clock, advance_time, clock(), semantics.max_lifetime(short_ttl))
         await store.set("k", b"again", LONG_TTL, only_if_exists=True)
-        assert await store.get("k") is None
+        assert await store.get("k") is None, "set(only_if_exists=True) revived an expired key"
+        assert await store.compare_and_set("k", b"v", b"again", LONG_TTL) is False
+        assert await store.get("k") is None, "compare_and_set revived an expired key"
         assert await store.keys("") == []
 
     async def test_expire_refreshes_live_keys_only(
@@ -694,19 +696,6 @@ class StoreContractTests(ContractFixtures):
         await store.delete(["k"])
         assert await store.compare_and_set("k", b"v2", b"v3", LONG_TTL) is False
         assert await store.get("k") is None
-
-    async def test_compare_and_set_on_expired_key_is_refused(
-        self,
-        store: SessionKVStore,
-        short_ttl: float,
-        semantics: StoreSemantics,
-        clock: Clock,
-        advance_time: AdvanceTime,
-    ) -> None:
-        await store.set("k", b"v", short_ttl)
-        await wait_past(clock, advance_time, clock(), semantics.max_lifetime(short_ttl))
-        assert await store.compare_and_set("k", b"v", b"again", LONG_TTL) is False
-        assert await store.get("k") is None, "compare_and_set revived an expired key"
 
     async def test_compare_and_set_sets_the_ttl(
         self,

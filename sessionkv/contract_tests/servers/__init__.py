@@ -18,8 +18,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 __all__ = [
+    "add_url_option",
     "backends_required",
     "eventually",
+    "existing_or_started",
     "free_port",
     "require_binary",
     "unavailable",
@@ -86,3 +88,21 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def add_url_option(parser: pytest.Parser, option: str, what: str) -> None:
+    """Register ``--sessionkv-<name>-url``: run against a server the user runs
+    (pytest-redis' "noproc" mode) instead of starting one."""
+    parser.getgroup("sessionkv", "sessionkv contract suite").addoption(
+        option, metavar="URL", help=f"run the {what} tests against this server, not one started"
+    )
+
+
+def existing_or_started(request: pytest.FixtureRequest, option: str, server_fixture: str) -> str:
+    """The URL given with ``option`` (never stopped or flushed: tests use namespaces of
+    their own and delete their keys), else that of the server ``server_fixture`` starts."""
+    given: str | None = request.config.getoption(option)
+    if given:
+        return given
+    url: str = request.getfixturevalue(server_fixture).url
+    return url

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from . import free_port, require_binary, wait_until
+from . import add_url_option, existing_or_started, free_port, require_binary, wait_until
 from .tls import make_test_certificates
 
 __all__ = ["EtcdCluster", "EtcdMember", "etcd_cluster", "etcd_server", "start_etcd"]
@@ -201,23 +201,13 @@ URL_OPTION = "--sessionkv-etcd-url"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("sessionkv", "sessionkv contract suite").addoption(
-        URL_OPTION,
-        metavar="URL",
-        help="run the etcd contract tests against this cluster instead of starting one",
-    )
+    add_url_option(parser, URL_OPTION, "etcd")
 
 
 @pytest.fixture(scope="session")
 def etcd_url(request: pytest.FixtureRequest) -> str:
-    """The URL of an etcd for contract tests: the one given with ``--sessionkv-etcd-url``
-    (never stopped; tests use namespaces of their own and delete their keys), else a
-    member started for the session."""
-    given: str | None = request.config.getoption(URL_OPTION)
-    if given:
-        return given
-    server: EtcdCluster = request.getfixturevalue("etcd_server")
-    return server.url
+    """The URL of a etcd for contract tests: ``--sessionkv-etcd-url``'s, else a started one."""
+    return existing_or_started(request, URL_OPTION, "etcd_server")
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,14 @@ from urllib.parse import quote
 
 import pytest
 
-from . import free_port, require_binary, unavailable, wait_until
+from . import (
+    add_url_option,
+    existing_or_started,
+    free_port,
+    require_binary,
+    unavailable,
+    wait_until,
+)
 from .tls import TLSFiles, make_test_certificates
 
 __all__ = [
@@ -206,11 +213,7 @@ URL_OPTION = "--sessionkv-redis-url"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("sessionkv", "sessionkv contract suite").addoption(
-        URL_OPTION,
-        metavar="URL",
-        help="run the Redis contract tests against this server instead of starting one",
-    )
+    add_url_option(parser, URL_OPTION, "Redis")
 
 
 @pytest.fixture(scope="session")
@@ -226,14 +229,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> str:
-    """The URL of a Redis for contract tests: the one given with
-    ``--sessionkv-redis-url`` (never stopped or flushed; tests use namespaces of their
-    own and delete their keys), else a server started for the session."""
-    given: str | None = request.config.getoption(URL_OPTION)
-    if given:
-        return given
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url
+    """The URL of a Redis for contract tests: ``--sessionkv-redis-url``'s, else a started one."""
+    return existing_or_started(request, URL_OPTION, "redis_server")
 
 
 @pytest.fixture(scope="session")
