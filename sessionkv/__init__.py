@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import typing as _typing
 
+from . import backends as _backends
 from .backends import _LAZY as _BACKEND_CLASSES
 from .backends import plugin as _builtin_plugin
-from .backends.memory import InMemorySessionKVStore
+from .backends.memory import InMemorySessionKVStore as InMemorySessionKVStore
 from .core import (
     BackendError,
     BackendInfo,
@@ -38,9 +39,7 @@ from .core import (
 from .core import plugins as _plugins
 
 if _typing.TYPE_CHECKING:
-    from .backends.etcd import EtcdSessionKVStore
-    from .backends.redis import RedisSessionKVStore
-    from .backends.sqlite import SQLiteSessionKVStore
+    from .backends import *  # noqa: F403 - the built-in store classes, loaded lazily
 
 __version__ = "0.1.0"
 
@@ -51,13 +50,9 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "ConfigurationError",
-    "EtcdSessionKVStore",
-    "InMemorySessionKVStore",
     "InvalidKeyError",
     "InvalidTTLError",
     "MissingExtraError",
-    "RedisSessionKVStore",
-    "SQLiteSessionKVStore",
     "SessionInfo",
     "SessionKVError",
     "SessionKVStore",
@@ -71,6 +66,7 @@ __all__ = [
     "create_store",
     "hookimpl",
 ]
+__all__ += _backends.__all__  # the built-in store classes
 
 # `core` imports no backend: the package root hands it the built-in declarations, used
 # when sessionkv's own entry point is missing (a source tree without `pip install`).

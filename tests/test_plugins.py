@@ -22,7 +22,7 @@ from sessionkv import (
     available_backends,
     create_store,
 )
-from sessionkv.backends.declarations import BUILTIN_BACKENDS
+from sessionkv.backends import BUILTIN_BACKENDS
 from sessionkv.core.plugins import reset_discovery
 
 MakeDist = Callable[..., None]
@@ -199,7 +199,7 @@ def test_import_needs_no_client_library() -> None:
             for b in sessionkv.available_backends()
             if b.plugin == "sessionkv:builtin"
         }
-        from sessionkv.backends.declarations import BUILTIN_BACKENDS
+        from sessionkv.backends import BUILTIN_BACKENDS
         expected = {spec.name: not spec.requires for spec in BUILTIN_BACKENDS}
         assert info == expected, info
         async def main():
@@ -287,3 +287,10 @@ def test_catalogs_are_independent() -> None:
     first, second = BackendCatalog(), BackendCatalog()
     assert [b.name for b in first.available()] == [b.name for b in second.available()]
     assert first.spec_for("memory://") is second.spec_for("memory://")  # the same table
+
+
+def test_the_backends_package_exports_exactly_the_tables_store_classes() -> None:
+    import sessionkv.backends as backends
+
+    assert sorted(backends.__all__) == sorted(spec.class_name for spec in BUILTIN_BACKENDS)
+    assert set(backends.__all__) <= set(sessionkv.__all__)

@@ -27,9 +27,9 @@ from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ..core.urls import parse_host, parse_store_url
 from . import _etcd_codec as codec
+from . import declared_semantics
 from ._etcd_leases import JANITOR_TICK, LeasePool, lease_ttl
 from ._etcd_transport import EtcdTransport, GatewayError, LeaseWindowPassedError, TLSOptions
-from .declarations import declared_semantics
 
 __all__ = ["DEFAULT_PORT", "EtcdSessionKVStore"]
 

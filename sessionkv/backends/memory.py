@@ -20,7 +20,7 @@ from ..core.checks import check_seconds
 from ..core.errors import ConfigurationError
 from ..core.store import SessionKVStore
 from ..core.urls import parse_store_url
-from .declarations import declared_semantics
+from . import declared_semantics
 
 __all__ = ["InMemorySessionKVStore"]
 

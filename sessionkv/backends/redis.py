@@ -34,7 +34,7 @@ from ..core.imports import import_client
 from ..core.store import SessionKVStore
 from ..core.urls import StoreURL, parse_store_url, redact_url
 from . import _redis_scripts as lua
-from .declarations import declared_semantics
+from . import declared_semantics
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -39,7 +39,7 @@ from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
 from ..core.urls import parse_store_url
 from . import _sqlite_schema as sql
-from .declarations import declared_semantics
+from . import declared_semantics
 
 if TYPE_CHECKING:
     import aiosqlite

@@ -15,7 +15,7 @@ import pkgutil
 
 import pytest
 
-from ..backends.declarations import BUILTIN_BACKENDS
+from ..backends import BUILTIN_BACKENDS
 from . import servers
 
 # Each server module is a plugin: its fixtures, and its own pytest_addoption.
