@@ -678,6 +678,54 @@ class StoreContractTests(ContractFixtures):
         await store.set("after", b"ok", LONG_TTL)
         assert await store.get("after") == b"ok", "cancelling operations broke the store"
 
+    async def test_racing_writers_and_cancellations_keep_every_promise(
+        self, store: SessionKVStore
+    ) -> None:
+        # Tasks race sets, compare_and_sets, expires, deletes and reads on the same few
+        # keys; a third of them are cancelled after a varying number of event-loop turns.
+        keys = [f"race{i}" for i in range(4)]
+        written: set[bytes] = set()
+
+        async def worker(n: int) -> None:
+            for step in range(6):
+                key, value = keys[(n + step) % len(keys)], b"w%d.%d" % (n, step)
+                written.add(value)
+                op = (n + step) % 5
+                if op == 0:
+                    await store.set(key, value, LONG_TTL)
+                elif op == 1:
+                    other = keys[n % len(keys)]
+                    await store.mset([(key, value, LONG_TTL), (other, value, LONG_TTL)])
+                elif op == 2:
+                    await store.expire(*keys, ttl=LONG_TTL)
+                elif op == 3:
+                    current = await store.get(key)
+                    if current is not None:
+                        await store.compare_and_set(key, current, value, LONG_TTL)
+                else:
+                    await store.delete([key])
+
+        tasks = [asyncio.ensure_future(worker(n)) for n in range(24)]
+        doomed = tasks[::3]
+        for turn, task in enumerate(doomed):
+            for _ in range(turn % 7):
+                await asyncio.sleep(0)
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, outcome in zip(tasks, outcomes, strict=True):
+            if task in doomed and isinstance(outcome, asyncio.CancelledError):
+                continue
+            assert outcome is None, (
+                f"a racing {'cancelled ' if task in doomed else ''}task ended with "
+                f"{outcome!r}: concurrent operations (and cancelling one of them) must never "
+                "fail another; a CancelledError in a task nobody cancelled means a shared "
+                "future or connection was cancelled on behalf of someone else"
+            )
+        for key, value in zip(keys, await store.mget(keys), strict=True):
+            assert value is None or value in written, f"{key!r} holds {value!r}, never written"
+        await store.set("after-race", b"ok", LONG_TTL)
+        assert await store.get("after-race") == b"ok", "the races left the store unusable"
+
     # -- compare_and_set ------------------------------------------------------------------
 
     async def test_compare_and_set_writes_only_over_the_expected_value(
