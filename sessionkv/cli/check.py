@@ -104,6 +104,19 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _excerpt(report: str, context: int = 15, errors: int = 15) -> list[str]:
+    """The lines of a failure report a reader needs: the code around the failing line,
+    the first ``E`` lines (the clause's message comes first; a full diff, as pytest
+    prints with ``CI`` set, may follow) and the location."""
+    lines = report.rstrip().splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("E ")), None)
+    if first is None:
+        return lines[-40:]
+    found = [line for line in lines[first:] if line.startswith("E ")]
+    cut = ["E   ..."] if len(found) > errors else []
+    return [*lines[max(0, first - context) : first], *found[:errors], *cut, lines[-1]]
+
+
 def _label(nodeid: str) -> str:
     name = nodeid.rsplit("::", 1)[-1]
     base, bracket, param = name.partition("[")
@@ -152,7 +165,7 @@ class ProgressReporter:
         width = len(str(self.total))
         self._print(f"[{self.done:>{width}}/{self.total}] {outcome:<4}  {_label(nodeid)}")
         for text in self.failures.get(nodeid, []):
-            self._print("      " + "\n      ".join(text.rstrip().splitlines()[-40:]))
+            self._print("      " + "\n      ".join(_excerpt(text)))
 
     def summary(self) -> str:
         counts: dict[str, int] = {}
