@@ -409,16 +409,24 @@ class RedisSessionKVStore(SessionKVStore):
                     ) from None
             else:
                 await slots.acquire()
+            task = asyncio.current_task()
+            cancels = _cancelling(task)
             try:
-                return await self._execute(*args)
-            except Exception as exc:
-                if not self._may_retry(exc):
-                    raise
-                # A pooled connection broke (after a server restart it is dead; the
-                # next one is fresh): once, at once. Timeouts are never retried.
-                return await self._execute(*args)
+                try:
+                    result = await self._execute(*args)
+                except Exception as exc:
+                    if not self._may_retry(exc):
+                        raise
+                    # A pooled connection broke (after a server restart it is dead; the
+                    # next one is fresh): once, at once. Timeouts are never retried.
+                    result = await self._execute(*args)
             finally:
                 slots.release()
+            if _cancelling(task) > cancels:
+                # redis-py waits with asyncio.wait_for, which on Python <= 3.11 returns
+                # the result when a cancel arrives as the answer does: honour the cancel.
+                raise asyncio.CancelledError()
+            return result
         finally:
             self._calls -= 1
             if not self._calls and self._idle is not None:
@@ -514,6 +522,12 @@ class RedisSessionKVStore(SessionKVStore):
     def _scrub(self, text: str) -> str:
         secret = self._config.secret
         return text.replace(secret, "***") if secret else text
+
+
+def _cancelling(task: asyncio.Task[Any] | None) -> int:
+    """Cancellation requests pending on ``task`` (Python >= 3.11; 0 before)."""
+    counter = getattr(task, "cancelling", None)
+    return counter() if counter is not None else 0
 
 
 async def _not_started(*args: Any) -> Any:
