@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from ..core.store import SessionKVStore
 from ..core.types import StoreSemantics
@@ -150,6 +153,161 @@ def run_model(
     )
 
 
+_KEYS = st.sampled_from(KEYS)
+_VALUES = st.binary(max_size=6)
+_TTL_UNITS = st.sampled_from([1, 2, 4, 1000])  # in units of the shortest useful TTL
+_WAITS = st.sampled_from([0.0, 0.5, 1.0, 2.5])  # in the same units
+
+
+class StoreMachine(RuleBasedStateMachine):  # type: ignore[misc, unused-ignore]
+    """A store and its model, driven by random operations. :func:`run_model` makes a
+    subclass that sets the configuration below."""
+
+    store_factory: Callable[[str], SessionKVStore]
+    namespace: str
+    clock: Clock
+    advance_time: AdvanceTime
+    max_wait: float
+    runs: Iterator[int]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bridge = Bridge()
+        self.store: SessionKVStore = self.store_factory(f"{self.namespace}-m{next(self.runs)}")
+        self.bridge.run(self.store.start())
+        self.semantics: StoreSemantics = self.store.semantics
+        self.unit = self.semantics.effective_ttl(max(0.3, self.semantics.min_ttl))
+        self.model: dict[str, KeyModel] = {key: KeyModel() for key in KEYS}
+
+    # -- helpers ---------------------------------------------------------------
+
+    def call(self, coro: Coroutine[Any, Any, _T]) -> tuple[_T, float, float]:
+        t0 = self.clock()
+        result = self.bridge.run(coro)
+        return result, t0, self.clock()
+
+    def entry(self, value: bytes, ttl: float, t0: float, t1: float) -> Entry:
+        # Readable at least `ttl` after the call began, never later than the
+        # declared lifetime after it ended.
+        return Entry(value, t0 + ttl, t1 + self.semantics.max_lifetime(ttl))
+
+    def check_read(self, key: str, got: bytes | None, t0: float, t1: float) -> None:
+        possible = self.model[key].possible(t0, t1)
+        assert self.model[key].observe(got, t0, t1), (
+            f"get({key!r}) returned {got!r}, but the store's contract allows only "
+            f"{sorted(set(possible), key=repr)} here (TTL at least as given, gone by "
+            f"max_lifetime = effective TTL + expiry_lag {self.semantics.expiry_lag:g} s)"
+        )
+
+    # -- rules: every store operation -------------------------------------------
+
+    @rule(key=_KEYS, value=_VALUES, units=_TTL_UNITS)
+    def set(self, key: str, value: bytes, units: int) -> None:
+        ttl = units * self.unit
+        _, t0, t1 = self.call(self.store.set(key, value, ttl))
+        self.model[key].states = [self.entry(value, ttl, t0, t1)]
+
+    @rule(key=_KEYS, value=_VALUES, units=_TTL_UNITS)
+    def set_only_if_exists(self, key: str, value: bytes, units: int) -> None:
+        ttl = units * self.unit
+        _, t0, t1 = self.call(self.store.set(key, value, ttl, only_if_exists=True))
+        self.model[key].write_if_live(lambda old: self.entry(value, ttl, t0, t1), t0, t1)
+
+    @rule(key=_KEYS, value=_VALUES, units=_TTL_UNITS, expect_current=st.booleans())
+    def compare_and_set(self, key: str, value: bytes, units: int, expect_current: bool) -> None:
+        states = [s for s in self.model[key].states if s is not None]
+        expected = states[0].value if states and expect_current else b"\xffnever"
+        ttl = units * self.unit
+        wrote, t0, t1 = self.call(self.store.compare_and_set(key, expected, value, ttl))
+        ok = self.model[key].write_if_live(
+            lambda old: self.entry(value, ttl, t0, t1) if old.value == expected else None,
+            t0,
+            t1,
+            wrote,
+        )
+        assert ok, (
+            f"compare_and_set({key!r}, {expected!r}, ...) returned {wrote}, but the key "
+            "could not have held that value live then: True only if it wrote over a "
+            "live key holding exactly `expected`"
+        )
+
+    @rule(items=st.lists(st.tuples(_KEYS, _VALUES, _TTL_UNITS), min_size=1, max_size=4))
+    def mset(self, items: list[tuple[str, bytes, int]]) -> None:
+        batch = [(key, value, units * self.unit) for key, value, units in items]
+        _, t0, t1 = self.call(self.store.mset(batch))
+        for key, value, ttl in batch:  # a later item wins
+            self.model[key].states = [self.entry(value, ttl, t0, t1)]
+
+    @rule(chosen=st.lists(_KEYS, min_size=1, max_size=3), units=_TTL_UNITS)
+    def expire(self, chosen: list[str], units: int) -> None:
+        ttl = units * self.unit
+        _, t0, t1 = self.call(self.store.expire(*chosen, ttl=ttl))
+        for key in dict.fromkeys(chosen):
+            self.model[key].write_if_live(
+                lambda old: self.entry(old.value, ttl, t0, t1), t0, t1
+            )
+
+    @rule(chosen=st.lists(_KEYS, max_size=3))
+    def delete(self, chosen: list[str]) -> None:
+        self.call(self.store.delete(chosen))
+        for key in chosen:
+            self.model[key].states = [None]
+
+    @rule(key=_KEYS)
+    def get(self, key: str) -> None:
+        got, t0, t1 = self.call(self.store.get(key))
+        self.check_read(key, got, t0, t1)
+
+    @rule(chosen=st.lists(_KEYS, max_size=4))
+    def mget(self, chosen: list[str]) -> None:
+        got, t0, t1 = self.call(self.store.mget(chosen))
+        assert len(got) == len(chosen), "mget returns one answer per key, in input order"
+        for key, value in zip(chosen, got, strict=True):
+            self.check_read(key, value, t0, t1)
+
+    @rule(prefix=st.sampled_from(PREFIXES), with_values=st.booleans())
+    def scan(self, prefix: str, with_values: bool) -> None:
+        pairs: list[tuple[str, bytes | None]]
+        if with_values:
+            scanned, t0, t1 = self.call(self.store.scan(prefix))
+            pairs = list(scanned)
+        else:
+            listed, t0, t1 = self.call(self.store.keys(prefix))
+            pairs = [(key, None) for key in listed]
+        found = [key for key, _ in pairs]
+        assert found == sorted(found), f"keys({prefix!r}) out of code-point order: {found}"
+        unknown = [key for key in found if key not in self.model or not key.startswith(prefix)]
+        assert not unknown, f"keys({prefix!r}) listed {unknown}: not live keys under it"
+        by_key = dict(pairs)
+        for key in KEYS:
+            if not key.startswith(prefix):
+                continue
+            model = self.model[key]
+            if key not in by_key:
+                assert model.observe(None, t0, t1), (
+                    f"keys({prefix!r}) left out {key!r}, which was surely live"
+                )
+            elif with_values:
+                self.check_read(key, by_key[key], t0, t1)
+            else:
+                live: list[State] = [s for s in model.states if s is not None and t0 < s.hi]
+                assert live, f"keys({prefix!r}) listed {key!r}, which was surely gone"
+                model.states = live
+
+    @rule(units=_WAITS)
+    def time_passes(self, units: float) -> None:
+        if units:
+            self.bridge.run(self.advance_time(min(units * self.unit, self.max_wait)))
+
+    def teardown(self) -> None:
+        try:
+            leftover = self.bridge.run(self.store.keys(""))
+            self.bridge.run(self.store.delete(leftover))
+        finally:
+            self.bridge.run(self.store.close())
+            self.bridge.close()
+
+
 def _machine_class(
     store_factory: StoreFactory,
     namespace: str,
@@ -157,153 +315,12 @@ def _machine_class(
     advance_time: AdvanceTime,
     max_wait: float,
 ) -> type:
-    from hypothesis import strategies as st
-    from hypothesis.stateful import RuleBasedStateMachine, rule
-
-    counter = itertools.count()
-    keys = st.sampled_from(KEYS)
-    values = st.binary(max_size=6)
-    ttl_units = st.sampled_from([1, 2, 4, 1000])  # in units of the shortest useful TTL
-    waits = st.sampled_from([0.0, 0.5, 1.0, 2.5])  # in the same units
-
-    class StoreMachine(RuleBasedStateMachine):  # type: ignore[misc, unused-ignore]
-        """A store and its model, driven by random operations."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.bridge = Bridge()
-            self.store: SessionKVStore = store_factory(f"{namespace}-m{next(counter)}")
-            self.bridge.run(self.store.start())
-            self.semantics: StoreSemantics = self.store.semantics
-            self.unit = self.semantics.effective_ttl(max(0.3, self.semantics.min_ttl))
-            self.model: dict[str, KeyModel] = {key: KeyModel() for key in KEYS}
-
-        # -- helpers ---------------------------------------------------------------
-
-        def call(self, coro: Coroutine[Any, Any, _T]) -> tuple[_T, float, float]:
-            t0 = clock()
-            result = self.bridge.run(coro)
-            return result, t0, clock()
-
-        def entry(self, value: bytes, ttl: float, t0: float, t1: float) -> Entry:
-            # Readable at least `ttl` after the call began, never later than the
-            # declared lifetime after it ended.
-            return Entry(value, t0 + ttl, t1 + self.semantics.max_lifetime(ttl))
-
-        def check_read(self, key: str, got: bytes | None, t0: float, t1: float) -> None:
-            possible = self.model[key].possible(t0, t1)
-            assert self.model[key].observe(got, t0, t1), (
-                f"get({key!r}) returned {got!r}, but the store's contract allows only "
-                f"{sorted(set(possible), key=repr)} here (TTL at least as given, gone by "
-                f"max_lifetime = effective TTL + expiry_lag {self.semantics.expiry_lag:g} s)"
-            )
-
-        # -- rules: every store operation -------------------------------------------
-
-        @rule(key=keys, value=values, units=ttl_units)
-        def set(self, key: str, value: bytes, units: int) -> None:
-            ttl = units * self.unit
-            _, t0, t1 = self.call(self.store.set(key, value, ttl))
-            self.model[key].states = [self.entry(value, ttl, t0, t1)]
-
-        @rule(key=keys, value=values, units=ttl_units)
-        def set_only_if_exists(self, key: str, value: bytes, units: int) -> None:
-            ttl = units * self.unit
-            _, t0, t1 = self.call(self.store.set(key, value, ttl, only_if_exists=True))
-            self.model[key].write_if_live(lambda old: self.entry(value, ttl, t0, t1), t0, t1)
-
-        @rule(key=keys, value=values, units=ttl_units, expect_current=st.booleans())
-        def compare_and_set(self, key: str, value: bytes, units: int, expect_current: bool) -> None:
-            states = [s for s in self.model[key].states if s is not None]
-            expected = states[0].value if states and expect_current else b"\xffnever"
-            ttl = units * self.unit
-            wrote, t0, t1 = self.call(self.store.compare_and_set(key, expected, value, ttl))
-            ok = self.model[key].write_if_live(
-                lambda old: self.entry(value, ttl, t0, t1) if old.value == expected else None,
-                t0,
-                t1,
-                wrote,
-            )
-            assert ok, (
-                f"compare_and_set({key!r}, {expected!r}, ...) returned {wrote}, but the key "
-                "could not have held that value live then: True only if it wrote over a "
-                "live key holding exactly `expected`"
-            )
-
-        @rule(items=st.lists(st.tuples(keys, values, ttl_units), min_size=1, max_size=4))
-        def mset(self, items: list[tuple[str, bytes, int]]) -> None:
-            batch = [(key, value, units * self.unit) for key, value, units in items]
-            _, t0, t1 = self.call(self.store.mset(batch))
-            for key, value, ttl in batch:  # a later item wins
-                self.model[key].states = [self.entry(value, ttl, t0, t1)]
-
-        @rule(chosen=st.lists(keys, min_size=1, max_size=3), units=ttl_units)
-        def expire(self, chosen: list[str], units: int) -> None:
-            ttl = units * self.unit
-            _, t0, t1 = self.call(self.store.expire(*chosen, ttl=ttl))
-            for key in dict.fromkeys(chosen):
-                self.model[key].write_if_live(
-                    lambda old: self.entry(old.value, ttl, t0, t1), t0, t1
-                )
-
-        @rule(chosen=st.lists(keys, max_size=3))
-        def delete(self, chosen: list[str]) -> None:
-            self.call(self.store.delete(chosen))
-            for key in chosen:
-                self.model[key].states = [None]
-
-        @rule(key=keys)
-        def get(self, key: str) -> None:
-            got, t0, t1 = self.call(self.store.get(key))
-            self.check_read(key, got, t0, t1)
-
-        @rule(chosen=st.lists(keys, max_size=4))
-        def mget(self, chosen: list[str]) -> None:
-            got, t0, t1 = self.call(self.store.mget(chosen))
-            assert len(got) == len(chosen), "mget returns one answer per key, in input order"
-            for key, value in zip(chosen, got, strict=True):
-                self.check_read(key, value, t0, t1)
-
-        @rule(prefix=st.sampled_from(PREFIXES), with_values=st.booleans())
-        def scan(self, prefix: str, with_values: bool) -> None:
-            pairs: list[tuple[str, bytes | None]]
-            if with_values:
-                scanned, t0, t1 = self.call(self.store.scan(prefix))
-                pairs = list(scanned)
-            else:
-                listed, t0, t1 = self.call(self.store.keys(prefix))
-                pairs = [(key, None) for key in listed]
-            found = [key for key, _ in pairs]
-            assert found == sorted(found), f"keys({prefix!r}) out of code-point order: {found}"
-            unknown = [key for key in found if key not in self.model or not key.startswith(prefix)]
-            assert not unknown, f"keys({prefix!r}) listed {unknown}: not live keys under it"
-            by_key = dict(pairs)
-            for key in KEYS:
-                if not key.startswith(prefix):
-                    continue
-                model = self.model[key]
-                if key not in by_key:
-                    assert model.observe(None, t0, t1), (
-                        f"keys({prefix!r}) left out {key!r}, which was surely live"
-                    )
-                elif with_values:
-                    self.check_read(key, by_key[key], t0, t1)
-                else:
-                    live: list[State] = [s for s in model.states if s is not None and t0 < s.hi]
-                    assert live, f"keys({prefix!r}) listed {key!r}, which was surely gone"
-                    model.states = live
-
-        @rule(units=waits)
-        def time_passes(self, units: float) -> None:
-            if units:
-                self.bridge.run(advance_time(min(units * self.unit, max_wait)))
-
-        def teardown(self) -> None:
-            try:
-                leftover = self.bridge.run(self.store.keys(""))
-                self.bridge.run(self.store.delete(leftover))
-            finally:
-                self.bridge.run(self.store.close())
-                self.bridge.close()
-
-    return StoreMachine
+    config = {
+        "store_factory": staticmethod(store_factory),
+        "namespace": namespace,
+        "clock": staticmethod(clock),
+        "advance_time": staticmethod(advance_time),
+        "max_wait": max_wait,
+        "runs": itertools.count(),
+    }
+    return type("StoreMachine", (StoreMachine,), config)
