@@ -112,6 +112,18 @@ BROKEN_STORES = textwrap.dedent(
             return lambda namespace: f"memory://?namespace={namespace}"
 
 
+    class TornBatchStore(InMemorySessionKVStore):
+        # Declares atomic_mset (the memory default) but yields between items.
+        async def _mset(self, items):
+            for key, value, ttl in items:
+                await self._set(key, value, ttl, False)
+                await asyncio.sleep(0)
+
+
+    class TestTornBatch(OnManualClock):
+        store_class = TornBatchStore
+
+
     class TestDescending(OnManualClock):
         store_class = DescendingKeysStore
 
@@ -232,6 +244,12 @@ def test_a_false_atomicity_claim_is_caught(run_suite) -> None:
     assert "declares atomic_compare_and_set=True" in result.stdout.str()
 
 
+def test_a_batch_seen_half_applied_is_caught(run_suite) -> None:
+    result = run_suite("TestTornBatch and never_sees_part_of_an_atomic_batch")
+    result.assert_outcomes(failed=1)
+    assert "but the store declares atomic_mset=True" in result.stdout.str()
+
+
 def test_a_bare_assertion_shows_the_values(run_suite) -> None:
     # The suite is registered for assertion rewriting: even an assert without a message
     # shows what was compared.
@@ -249,6 +267,6 @@ def test_a_correct_store_passes_the_same_selection(run_suite) -> None:
     # The harness itself is sound: the unbroken store passes what the broken ones fail.
     result = run_suite(
         "TestCorrect and (prefix_is_literal or key_lives_for_its_ttl or code_point_order "
-        "or compare_and_set_is_atomic or special_keys_round_trip)"
+        "or compare_and_set_is_atomic or special_keys_round_trip or atomic_batch)"
     )
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)

@@ -726,6 +726,32 @@ class StoreContractTests(ContractFixtures):
         await store.set("after-race", b"ok", LONG_TTL)
         assert await store.get("after-race") == b"ok", "the races left the store unusable"
 
+    async def test_a_reader_never_sees_part_of_an_atomic_batch(
+        self, store: SessionKVStore, semantics: StoreSemantics
+    ) -> None:
+        if not semantics.atomic_mset:
+            return  # nothing promised
+        keys = [f"batch{i:02d}" for i in range(40)]
+        await store.mset([(key, b"v0", LONG_TTL) for key in keys])
+        seen: list[set[bytes | None]] = []
+
+        async def writer() -> None:
+            for version in range(1, 16):
+                await store.mset([(key, b"v%d" % version, LONG_TTL) for key in keys])
+
+        async def reader() -> None:
+            for _ in range(30):
+                seen.append(set(await store.mget(keys)))
+                seen.append({value for _, value in await store.scan("batch")})
+
+        await asyncio.gather(writer(), reader(), reader())
+        torn = [versions for versions in seen if len(versions) > 1]
+        assert not torn, (
+            f"{len(torn)} of {len(seen)} reads saw a batch half applied (e.g. values "
+            f"{sorted(torn[0], key=repr)[:4]}), but the store declares atomic_mset=True: "
+            "apply an mset in one transaction or script, or declare atomic_mset=False"
+        )
+
     # -- compare_and_set ------------------------------------------------------------------
 
     async def test_compare_and_set_writes_only_over_the_expected_value(
