@@ -755,3 +755,28 @@ async def test_a_cancel_that_arrives_with_the_answer_is_honoured(
         except asyncio.CancelledError:
             outcomes["raised"] += 1
     assert outcomes == {"raised": 300, "returned": 0}
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio gained Task.cancelling() in 3.11")
+@pytest.mark.asyncio
+async def test_a_cancel_while_waiting_for_a_connection_is_honoured(
+    redis_server: RedisServer,
+) -> None:
+    # The store's own wait for a free connection (asyncio.wait_for) dropped cancels too.
+    async with RedisSessionKVStore(url=redis_server.url, max_connections=1) as store:
+        await store.set("k", b"v", LONG)
+        outcomes = {"raised": 0, "returned": 0}
+        for turns in range(300):
+            first = asyncio.ensure_future(store.get("k"))
+            second = asyncio.ensure_future(store.get("k"))
+            for _ in range(turns % 9):
+                await asyncio.sleep(0)
+            if second.cancel():
+                try:
+                    await second
+                    outcomes["returned"] += 1
+                except asyncio.CancelledError:
+                    outcomes["raised"] += 1
+            await first
+        assert outcomes["returned"] == 0, outcomes
+        await store.delete(["k"])

@@ -395,6 +395,11 @@ class RedisSessionKVStore(SessionKVStore):
     # -- primitives ------------------------------------------------------------------
 
     async def _command(self, *args: Any) -> Any:
+        # redis-py waits with asyncio.wait_for (and so does the slot wait below), which
+        # on Python <= 3.11 returns the result when a cancel arrives as the result
+        # does: count the cancels now, and honour any that arrive during the call.
+        task = asyncio.current_task()
+        cancels = _cancelling(task)
         self._calls += 1
         try:
             slots = self._slots
@@ -409,9 +414,9 @@ class RedisSessionKVStore(SessionKVStore):
                     ) from None
             else:
                 await slots.acquire()
-            task = asyncio.current_task()
-            cancels = _cancelling(task)
             try:
+                if _cancelling(task) > cancels:  # dropped while waiting for a slot:
+                    raise asyncio.CancelledError()  # nothing sent yet
                 try:
                     result = await self._execute(*args)
                 except Exception as exc:
@@ -423,8 +428,6 @@ class RedisSessionKVStore(SessionKVStore):
             finally:
                 slots.release()
             if _cancelling(task) > cancels:
-                # redis-py waits with asyncio.wait_for, which on Python <= 3.11 returns
-                # the result when a cancel arrives as the answer does: honour the cancel.
                 raise asyncio.CancelledError()
             return result
         finally:
