@@ -780,3 +780,32 @@ async def test_a_cancel_while_waiting_for_a_connection_is_honoured(
             await first
         assert outcomes["returned"] == 0, outcomes
         await store.delete(["k"])
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio gained Task.cancelling() in 3.11")
+@pytest.mark.asyncio
+async def test_a_cancel_followed_by_close_ends_the_operation_as_cancelled(
+    redis_server: RedisServer,
+) -> None:
+    # The 10-minute soak: a node task cancelled, then its store closed before the task
+    # resumed; redis-py reported the closed socket, and the cancel was lost.
+    outcomes: dict[str, int] = {}
+    for turns in range(140):
+        store = RedisSessionKVStore(url=redis_server.url, namespace="cancel-then-close")
+        registry = SessionRegistry(store, node_id="n", ttl=5, close_store=False)
+        await registry.register("c", "s")
+        op = asyncio.ensure_future(registry.request_close("c", "s"))
+        for _ in range(turns % 7):
+            await asyncio.sleep(0)
+        accepted = op.cancel()
+        await store.close()
+        try:
+            await op
+            outcome = "returned"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        except Exception as exc:  # noqa: BLE001 - counted, then asserted on
+            outcome = type(exc).__name__
+        if accepted:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert set(outcomes) == {"cancelled"}, outcomes

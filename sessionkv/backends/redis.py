@@ -417,14 +417,13 @@ class RedisSessionKVStore(SessionKVStore):
             try:
                 if _cancelling(task) > cancels:  # dropped while waiting for a slot:
                     raise asyncio.CancelledError()  # nothing sent yet
-                try:
-                    result = await self._execute(*args)
-                except Exception as exc:
-                    if not self._may_retry(exc):
-                        raise
-                    # A pooled connection broke (after a server restart it is dead; the
-                    # next one is fresh): once, at once. Timeouts are never retried.
-                    result = await self._execute(*args)
+                result = await self._send(args)
+            except Exception as exc:
+                if _cancelling(task) > cancels:
+                    # Cancelled, then the driver failed instead (close() shut the socket
+                    # before the task resumed): the caller's cancel wins.
+                    raise asyncio.CancelledError() from exc
+                raise
             finally:
                 slots.release()
             if _cancelling(task) > cancels:
@@ -434,6 +433,16 @@ class RedisSessionKVStore(SessionKVStore):
             self._calls -= 1
             if not self._calls and self._idle is not None:
                 self._idle.set()
+
+    async def _send(self, args: tuple[Any, ...]) -> Any:
+        try:
+            return await self._execute(*args)
+        except Exception as exc:
+            if not self._may_retry(exc):
+                raise
+        # A pooled connection broke (after a server restart it is dead; the next one is
+        # fresh): once, at once. Timeouts are never retried.
+        return await self._execute(*args)
 
     def _may_retry(self, exc: Exception) -> bool:
         if not self._owns_client or self.closed:
