@@ -15,7 +15,6 @@ from sessionkv.backends.plugin import BUILTIN_BACKENDS
 from sessionkv.cli.backend_table import (
     BEGIN_MARKER,
     END_MARKER,
-    declared_semantics,
     main,
     render_backend_table,
     replace_table_block,
@@ -36,7 +35,7 @@ def test_readme_table_matches_the_declarations() -> None:
 
 def test_every_builtin_declares_its_semantics() -> None:
     for spec in BUILTIN_BACKENDS:
-        assert declared_semantics(spec) is not None, spec.name
+        assert spec.semantics is not None, spec.name
     assert "not declared" not in render_backend_table()
 
 
@@ -45,7 +44,7 @@ def test_the_store_class_carries_its_specs_declaration(spec: BackendSpec) -> Non
     # One route: the store class reads the spec's declaration (a store may refine it
     # once connected, e.g. etcd learns the cluster's minimum TTL).
     store_class = load_backend(spec)  # the class only: no client library is imported
-    assert store_class.SEMANTICS is declared_semantics(spec) is not None
+    assert store_class.SEMANTICS is spec.semantics is not None
 
 
 def test_table_shows_sqlite_file_case() -> None:

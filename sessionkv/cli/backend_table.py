@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from .. import BackendSpec, StoreSemantics, available_backends
+from .. import StoreSemantics, available_backends
 
 __all__ = [
     "BEGIN_MARKER",
     "END_MARKER",
-    "declared_semantics",
     "render_backend_table",
     "replace_table_block",
 ]
@@ -50,11 +49,6 @@ class Declared(Protocol):
     def requirement(self) -> str: ...
     @property
     def semantics(self) -> StoreSemantics | None: ...
-
-
-def declared_semantics(spec: BackendSpec) -> StoreSemantics | None:
-    """The semantics ``spec`` declares, or ``None``."""
-    return spec.semantics
 
 
 def _seconds(value: float, zero: str) -> str:

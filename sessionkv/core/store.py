@@ -268,17 +268,18 @@ class SessionKVStore(abc.ABC):
 
     # -- argument checks -------------------------------------------------------------
 
-    def _key(self, key: object) -> str:
+    def _key_limit(self) -> int:
+        """The declared ``max_key_bytes``, read once (the declaration does not change it)."""
         limit = self._max_key
         if limit is None:
             limit = self._max_key = self.semantics.max_key_bytes
-        return check_key(key, limit)
+        return limit
+
+    def _key(self, key: object) -> str:
+        return check_key(key, self._key_limit())
 
     def _key_list(self, keys: object) -> list[str]:
-        limit = self._max_key
-        if limit is None:
-            limit = self._max_key = self.semantics.max_key_bytes
-        return check_keys(keys, limit)
+        return check_keys(keys, self._key_limit())
 
     # -- the contract --------------------------------------------------------------
 
@@ -382,10 +383,7 @@ class SessionKVStore(abc.ABC):
         size = utf8_length(prefix)
         if size is None:
             return None  # keys are valid UTF-8, so none starts with a lone surrogate
-        limit = self._max_key
-        if limit is None:
-            limit = self._max_key = self.semantics.max_key_bytes
-        return None if size > limit else prefix
+        return None if size > self._key_limit() else prefix
 
     async def delete(self, keys: list[str]) -> None:
         """Delete the keys; missing ones are ignored."""
